@@ -1,0 +1,88 @@
+"""Request and response models of the HTTP API (v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+
+class RunStatus(str, Enum):
+    running = "running"
+    waiting_for_approval = "waiting_for_approval"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    terminated = "terminated"
+    timed_out = "timed_out"
+
+
+class WorkflowInfo(BaseModel):
+    name: str
+    description: str
+    task_queue: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+class WorkflowCatalog(BaseModel):
+    workflows: list[WorkflowInfo]
+
+
+class StartRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] = Field(description="The workflow's input; see its input_schema.")
+    callback_url: AnyHttpUrl | None = Field(None, description="Notified when the run ends.")
+
+
+class RunLinks(BaseModel):
+    self: str
+
+
+class RunAccepted(BaseModel):
+    id: str = Field(description="The Temporal Workflow ID: search for it in the Temporal UI.")
+    workflow: str
+    status: RunStatus
+    links: RunLinks
+
+
+class RunError(BaseModel):
+    type: str
+    message: str
+
+
+class RunSummary(BaseModel):
+    id: str
+    workflow: str
+    status: RunStatus
+    stage: str | None
+    requested_by: str | None
+    tenant: str
+    started_at: datetime | None
+    closed_at: datetime | None
+    links: RunLinks
+
+
+class RunDetail(RunSummary):
+    callback_url: str | None = None
+    result: dict[str, Any] | None = None
+    error: RunError | None = None
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary]
+    next_page_token: str | None = Field(None, description="Pass back to get the next page.")
+
+
+class CancelAccepted(BaseModel):
+    id: str
+    cancel_requested: bool = True
+    links: RunLinks
+
+
+class Health(BaseModel):
+    status: str
+    temporal: str | None = None

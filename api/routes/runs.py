@@ -1,0 +1,72 @@
+"""Following runs: list, read one, cancel. Every route is limited to the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import CatalogDep, ClientDep, CurrentPrincipal
+from api.errors import ApiError, ErrorResponse
+from api.models import CancelAccepted, RunDetail, RunPage, RunStatus
+from api.run_records import (
+    decode_page_token,
+    describe_for_tenant,
+    detail_of,
+    encode_page_token,
+    is_closed,
+    run_link,
+    summary_of,
+    visibility_query,
+)
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)}
+
+
+@router.get("", response_model=RunPage, responses=_ERRORS)
+async def list_runs(
+    principal: CurrentPrincipal,
+    client: ClientDep,
+    catalog: CatalogDep,
+    workflow: str | None = None,
+    status: RunStatus | None = None,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    next_page_token: str | None = None,
+) -> RunPage:
+    if workflow is not None and catalog.get(workflow) is None:
+        raise ApiError(404, "not_found", f"no workflow named {workflow!r}")
+    executions = client.list_workflows(
+        visibility_query(principal.tenant, workflow, status),
+        page_size=page_size,
+        next_page_token=decode_page_token(next_page_token),
+    )
+    try:
+        await executions.fetch_next_page()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ApiError(400, "bad_request", "next_page_token is not valid for this query") from None
+        raise
+    return RunPage(
+        runs=[summary_of(e) for e in executions.current_page or ()],
+        next_page_token=encode_page_token(executions.next_page_token),
+    )
+
+
+@router.get("/{run_id}", response_model=RunDetail, responses=_ERRORS)
+async def get_run(run_id: str, principal: CurrentPrincipal, client: ClientDep, catalog: CatalogDep) -> RunDetail:
+    description = await describe_for_tenant(client, run_id, principal.tenant)
+    return await detail_of(client, description, catalog.get(description.workflow_type))
+
+
+@router.post("/{run_id}/cancel", status_code=202, response_model=CancelAccepted, responses=_ERRORS)
+async def cancel_run(run_id: str, principal: CurrentPrincipal, client: ClientDep) -> CancelAccepted:
+    description = await describe_for_tenant(client, run_id, principal.tenant)
+    if is_closed(description):
+        raise ApiError(409, "run_closed", f"run {run_id!r} has already ended ({summary_of(description).status.value})")
+    await client.get_workflow_handle(run_id, run_id=description.run_id).cancel()
+    return CancelAccepted(id=run_id, links=run_link(run_id))

@@ -1,0 +1,114 @@
+"""The workflow catalog, and starting runs of a workflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+from pydantic import ValidationError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.deps import CatalogDep, ClientDep, CurrentPrincipal
+from api.errors import ApiError, ErrorResponse, validation_error
+from api.models import RunAccepted, RunStatus, StartRunRequest, WorkflowCatalog, WorkflowInfo
+from api.run_records import describe_for_tenant, run_link, status_of
+from steward import search_attributes as sa
+from steward.identity import Principal
+from workflows.spec import WorkflowSpec
+
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+_ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 422)}
+
+
+@router.get("", response_model=WorkflowCatalog, responses={401: {"model": ErrorResponse}})
+async def list_workflows(_: CurrentPrincipal, catalog: CatalogDep) -> WorkflowCatalog:
+    return WorkflowCatalog(
+        workflows=[
+            WorkflowInfo(
+                name=spec.name,
+                description=spec.description,
+                task_queue=spec.task_queue,
+                input_schema=spec.input_model.model_json_schema(),
+                output_schema=spec.output_model.model_json_schema(mode="serialization"),
+            )
+            for spec in catalog.listed()
+        ]
+    )
+
+
+def _run_id(spec: WorkflowSpec, principal: Principal, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return f"{spec.name}-{uuid.uuid4().hex}"
+    # Keys are scoped to the tenant: two tenants using the same key get two runs.
+    digest = hashlib.sha256(f"{principal.tenant}\x00{idempotency_key}".encode()).hexdigest()[:32]
+    return f"{spec.name}-{digest}"
+
+
+def _request_digest(spec: WorkflowSpec, validated_input: dict, callback_url: str | None) -> str:
+    canonical = json.dumps(
+        {"workflow": spec.name, "input": validated_input, "callback_url": callback_url},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post("/{name}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
+async def start_run(
+    name: str,
+    body: StartRunRequest,
+    principal: CurrentPrincipal,
+    client: ClientDep,
+    catalog: CatalogDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
+) -> RunAccepted:
+    spec = catalog.get(name)
+    if spec is None:
+        raise ApiError(404, "not_found", f"no workflow named {name!r}; GET /v1/workflows lists them")
+    try:
+        validated = spec.input_model.model_validate(body.input)
+    except ValidationError as exc:
+        raise validation_error(exc, prefix=("input",)) from None
+    callback_url = str(body.callback_url) if body.callback_url else None
+    digest = _request_digest(spec, validated.model_dump(mode="json"), callback_url)
+    run_id = _run_id(spec, principal, idempotency_key)
+    try:
+        await client.start_workflow(
+            spec.name,
+            validated,
+            id=run_id,
+            task_queue=spec.task_queue,
+            # A keyed id is never reused, even after the run closes: the key means "this request".
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={"requested_by": principal.sub, "tenant": principal.tenant,
+                  "request_sha256": digest, "callback_url": callback_url},
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(sa.WORKFLOW_NAME, spec.name),
+                SearchAttributePair(sa.TENANT, principal.tenant),
+                SearchAttributePair(sa.REQUESTED_BY, principal.sub),
+                SearchAttributePair(sa.STAGE, "started"),
+            ]),
+            static_summary=spec.static_summary(validated),
+        )
+        status = RunStatus.running
+    except WorkflowAlreadyStartedError:
+        if idempotency_key is None:
+            raise  # a fresh uuid collided: not something a caller can fix
+        existing = await describe_for_tenant(client, run_id, principal.tenant)
+        if (await existing.memo()).get("request_sha256") != digest:
+            raise ApiError(
+                409, "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request body",
+                [{"field": "Idempotency-Key", "message": "already used for another request"}],
+            ) from None
+        status = status_of(existing)
+    response.headers["Location"] = run_link(run_id).self
+    return RunAccepted(id=run_id, workflow=spec.name, status=status, links=run_link(run_id))

@@ -1,0 +1,158 @@
+"""Translating between Temporal executions and the API's run records.
+
+A run's status, stage, requester and tenant come from Temporal itself (execution status and
+Steward's search attributes), never from a copy the API keeps: Temporal is the one source of
+truth, and visibility lets lists be filtered server-side.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ApiError
+from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
+from steward import search_attributes as sa
+from workflows.spec import WorkflowSpec
+
+_CLOSED_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: RunStatus.completed,
+    WorkflowExecutionStatus.FAILED: RunStatus.failed,
+    WorkflowExecutionStatus.CANCELED: RunStatus.cancelled,
+    WorkflowExecutionStatus.TERMINATED: RunStatus.terminated,
+    WorkflowExecutionStatus.TIMED_OUT: RunStatus.timed_out,
+}
+# Visibility's names for the same statuses, for list filters.
+_VISIBILITY_STATUS = {
+    RunStatus.completed: "Completed",
+    RunStatus.failed: "Failed",
+    RunStatus.cancelled: "Canceled",
+    RunStatus.terminated: "Terminated",
+    RunStatus.timed_out: "TimedOut",
+}
+APPROVAL_PENDING = "pending"
+
+
+def run_link(run_id: str) -> RunLinks:
+    return RunLinks(self=f"/v1/runs/{run_id}")
+
+
+def status_of(execution: WorkflowExecution) -> RunStatus:
+    status = execution.status
+    if status in _CLOSED_STATUS:
+        return _CLOSED_STATUS[status]
+    if execution.typed_search_attributes.get(sa.APPROVAL_STATE) == APPROVAL_PENDING:
+        return RunStatus.waiting_for_approval
+    return RunStatus.running
+
+
+def is_closed(execution: WorkflowExecution) -> bool:
+    return execution.status in _CLOSED_STATUS
+
+
+def summary_of(execution: WorkflowExecution) -> RunSummary:
+    attrs = execution.typed_search_attributes
+    return RunSummary(
+        id=execution.id,
+        workflow=execution.workflow_type,
+        status=status_of(execution),
+        stage=attrs.get(sa.STAGE),
+        requested_by=attrs.get(sa.REQUESTED_BY),
+        tenant=attrs.get(sa.TENANT) or "",
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+        links=run_link(execution.id),
+    )
+
+
+async def describe_for_tenant(client: Client, run_id: str, tenant: str) -> WorkflowExecutionDescription:
+    """Describe the run, or 404 — for unknown ids and other tenants' runs alike, so an id
+    reveals nothing about runs the caller may not see."""
+    not_found = ApiError(404, "not_found", f"run {run_id!r} not found")
+    try:
+        description = await client.get_workflow_handle(run_id).describe()
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise not_found from None
+        raise
+    if description.typed_search_attributes.get(sa.TENANT) != tenant:
+        raise not_found
+    return description
+
+
+def _error_of(failure: BaseException) -> RunError:
+    if isinstance(failure, ApplicationError):
+        return RunError(type=failure.type or "ApplicationError", message=failure.message)
+    if isinstance(failure, TerminatedError):
+        return RunError(type="Terminated", message=failure.message or "run was terminated")
+    if isinstance(failure, TimeoutError):
+        return RunError(type="TimedOut", message="run exceeded its execution timeout")
+    if isinstance(failure, CancelledError):
+        return RunError(type="Cancelled", message="run was cancelled")
+    return RunError(type=type(failure).__name__, message=str(failure))
+
+
+async def detail_of(
+    client: Client, description: WorkflowExecutionDescription, spec: WorkflowSpec | None
+) -> RunDetail:
+    detail = RunDetail(**summary_of(description).model_dump())
+    memo = await description.memo()
+    detail.callback_url = memo.get("callback_url")
+    if not is_closed(description):
+        return detail
+    handle = client.get_workflow_handle(
+        description.id,
+        run_id=description.run_id,
+        result_type=spec.output_model if spec else None,
+    )
+    try:
+        result = await handle.result(follow_runs=False)
+    except WorkflowFailureError as exc:
+        detail.error = _error_of(exc.cause)
+    else:
+        detail.result = result.model_dump(mode="json") if hasattr(result, "model_dump") else {"value": result}
+    return detail
+
+
+def visibility_query(tenant: str, workflow: str | None, status: RunStatus | None) -> str:
+    """A visibility query for the tenant's runs. Values are identifiers validated upstream
+    (tenant by the token's pattern, workflow by the catalog), so quoting cannot be escaped."""
+    clauses = [f"{sa.TENANT.name} = '{tenant}'"]
+    if workflow is not None:
+        clauses.append(f"WorkflowType = '{workflow}'")
+    if status is RunStatus.waiting_for_approval:
+        clauses.append(f"ExecutionStatus = 'Running' AND {sa.APPROVAL_STATE.name} = '{APPROVAL_PENDING}'")
+    elif status is RunStatus.running:
+        clauses.append(
+            f"ExecutionStatus = 'Running' AND ({sa.APPROVAL_STATE.name} IS NULL"
+            f" OR {sa.APPROVAL_STATE.name} != '{APPROVAL_PENDING}')"
+        )
+    elif status is not None:
+        clauses.append(f"ExecutionStatus = '{_VISIBILITY_STATUS[status]}'")
+    return " AND ".join(clauses)
+
+
+def encode_page_token(token: bytes | None) -> str | None:
+    return base64.urlsafe_b64encode(token).decode("ascii") if token else None
+
+
+def decode_page_token(token: str | None) -> bytes | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError):
+        raise ApiError(
+            400, "bad_request", "next_page_token is not a token this API issued",
+            [{"field": "next_page_token", "message": "not a valid page token"}],
+        ) from None

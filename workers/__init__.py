@@ -1,0 +1,1 @@
+"""Assembling and running Temporal workers for every workflow in the catalog."""

@@ -1,0 +1,80 @@
+"""One worker process hosting every cataloged workflow and its activities.
+
+A Temporal Worker is created per task queue the catalog names. SIGTERM or SIGINT starts a
+graceful shutdown: polling stops, running activity attempts get `worker_grace_s` to finish, and
+anything cut short is retried by Temporal on the next worker — nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from steward import temporal_client
+from steward.logs import get_logger
+from steward.settings import Settings
+from workflows.catalog import Catalog, discover
+
+log = get_logger(__name__)
+
+# Re-importing these per workflow run inside the sandbox is slow and buys nothing: they hold no
+# state a workflow could use to become non-deterministic.
+SANDBOX_PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "openai", "structlog", "steward")
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH_MODULES)
+    )
+
+
+def build_workers(client: Client, catalog: Catalog, *, grace: timedelta) -> list[Worker]:
+    return [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[spec.workflow for spec in specs],
+            activities=catalog.activities_for(specs),
+            workflow_runner=sandbox_runner(),
+            graceful_shutdown_timeout=grace,
+        )
+        for task_queue, specs in sorted(catalog.task_queues().items())
+    ]
+
+
+async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
+    """Run until `stop` is set, then shut every worker down gracefully."""
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if stopped not in done:
+        # A worker ended on its own (fatal error): stop the rest and let the supervisor restart us.
+        stopped.cancel()
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def serve(settings: Settings) -> None:
+    catalog = discover(settings.workflow_packages)
+    client = await temporal_client.connect(settings)
+    workers = build_workers(client, catalog, grace=timedelta(seconds=settings.worker_grace_s))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker started",
+        temporal=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        task_queues=sorted(catalog.task_queues()),
+        workflows=sorted(catalog.specs),
+    )
+    await run_workers(workers, stop)
+    log.info("worker stopped")

@@ -1,0 +1,56 @@
+"""What a workflow module declares so the worker can host it and the API can offer it.
+
+Pure data, imported by workflow modules inside the sandbox: no I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import workflow
+
+DEFAULT_TASK_QUEUE = "steward"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """One workflow as the platform sees it.
+
+    `name` is the Temporal workflow type and the URL segment (kebab-case). `summary` turns a
+    validated input into the run's one-line static summary in the Temporal UI; it must not put
+    personal data there. `listed=False` hides a workflow from the catalog (it can still be
+    started by name, as the benchmark is).
+    """
+
+    name: str
+    description: str
+    workflow: type
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    activities: Sequence[Callable[..., Any]] = ()
+    task_queue: str = DEFAULT_TASK_QUEUE
+    summary: Callable[[Any], str] | None = None
+    listed: bool = True
+    tags: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise ValueError(f"workflow name {self.name!r} must be kebab-case, e.g. compliance-documentation")
+        if not self.description or "\n" in self.description:
+            raise ValueError(f"workflow {self.name!r} needs a one-line description")
+        definition = workflow._Definition.must_from_class(self.workflow)
+        if definition.name != self.name:
+            raise ValueError(
+                f"workflow {self.name!r}: @workflow.defn(name=...) is {definition.name!r}; they must match"
+            )
+        for model in (self.input_model, self.output_model):
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise TypeError(f"workflow {self.name!r}: {model!r} is not a pydantic model")
+
+    def static_summary(self, validated_input: BaseModel) -> str:
+        return self.summary(validated_input) if self.summary else self.description
