@@ -156,7 +156,8 @@ def cmd_version(_: argparse.Namespace) -> int:
 # --- runs: a thin client of the HTTP API ------------------------------------------------------
 
 
-def _api_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[str, str] | None = None,
+              **kwargs: Any) -> Any:
     import httpx
 
     token = args.token or os.environ.get("STEWARD_TOKEN")
@@ -167,7 +168,9 @@ def _api_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -
         )
     base = args.api_url or _settings(args).api_url
     try:
-        response = httpx.request(method, base + path, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kwargs)
+        response = httpx.request(
+            method, base + path, headers={**(headers or {}), "Authorization": f"Bearer {token}"}, timeout=30, **kwargs
+        )
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the API at {base}: {exc}") from None
     body = response.json() if response.content else None

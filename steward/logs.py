@@ -24,6 +24,7 @@ _QUIET_LOGGERS = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
 }
+_APPLICATION_LOGGERS = ("temporalio.workflow", "temporalio.activity")
 
 
 def _add_trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +87,9 @@ def configure_logging(level: str = "info", component: str = "steward") -> None:
     root.setLevel(_LEVELS[level])
     for name, quiet_level in _QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(quiet_level, _LEVELS[level]))
+    # workflow.logger and activity.logger are where our own workflows and activities speak.
+    for name in _APPLICATION_LOGGERS:
+        logging.getLogger(name).setLevel(_LEVELS[level])
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(component=component)
 

@@ -34,7 +34,7 @@ async def test_v1_route_without_token_is_401(http, method, path):
 
 async def test_token_signed_with_another_secret_is_401(http):
     token = jwt.encode({"sub": "mallory", "roles": ["admin"], "tenant": "acme", "iat": int(time.time()),
-                        "exp": int(time.time()) + 60}, "not-the-secret", algorithm="HS256")
+                        "exp": int(time.time()) + 60}, "not-the-secret-but-just-as-long-0123456789abcdef", algorithm="HS256")
     assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
 
 

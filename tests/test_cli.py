@@ -1,0 +1,92 @@
+"""The `steward` CLI: tokens, versions, and runs driven through the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import jwt
+
+from steward.cli import main
+from steward.identity import verify_token
+from tests.conftest import TEST_SECRET
+from tests.support import wait_for_run
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "steward", *args], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_token_command_prints_a_token_for_the_configured_secret(monkeypatch, tmp_path):
+    import os
+
+    env = {**os.environ, "STEWARD_JWT_SECRET": TEST_SECRET, "STEWARD_DATA_DIR": str(tmp_path)}
+    result = run_cli("token", "--sub", "alice", "--role", "approver", "--role", "auditor", "--tenant", "acme",
+                     "--ttl", "2h", env=env)
+    assert result.returncode == 0, result.stderr
+    principal = verify_token(result.stdout.strip(), TEST_SECRET)
+    assert principal.sub == "alice" and principal.roles == ("approver", "auditor") and principal.tenant == "acme"
+    claims = jwt.decode(result.stdout.strip(), TEST_SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 7200
+
+
+def test_token_command_with_bad_ttl_or_tenant_exits_2_with_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "STEWARD_JWT_SECRET": TEST_SECRET, "STEWARD_DATA_DIR": str(tmp_path)}
+    bad_ttl = run_cli("token", "--sub", "a", "--role", "x", "--ttl", "forever", env=env)
+    assert bad_ttl.returncode == 2 and "--ttl" in bad_ttl.stderr and "Traceback" not in bad_ttl.stderr
+    bad_tenant = run_cli("token", "--sub", "a", "--role", "x", "--tenant", "a b", env=env)
+    assert bad_tenant.returncode == 2 and "--tenant" in bad_tenant.stderr
+
+
+def test_version_names_steward_and_temporal_versions():
+    result = run_cli("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("steward 0.1.0") and "temporalio 1.35.0" in result.stdout
+
+
+async def cli(capsys, *args: str) -> tuple[int, str, str]:
+    # The API serves from this test's event loop: run the (blocking) CLI on a thread.
+    code = await asyncio.to_thread(main, list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_runs_commands_start_show_list_and_cancel_through_the_api(capsys, api_url, auth, http, gate):
+    token = auth()["Authorization"].removeprefix("Bearer ")
+    common = ["--token", token, "--api-url", api_url]
+
+    code, out, err = await cli(capsys, "runs", "start", "test-gated", "--input", json.dumps(gate), *common)
+    assert code == 0, err
+    run_id = json.loads(out)["id"]
+
+    code, out, _ = await cli(capsys, "runs", "show", run_id, *common)
+    assert code == 0 and json.loads(out)["workflow"] == "test-gated"
+
+    code, out, _ = await cli(capsys, "runs", "cancel", run_id, *common)
+    assert code == 0 and json.loads(out)["cancel_requested"] is True
+    assert (await wait_for_run(http, run_id, auth()))["status"] == "cancelled"
+
+    code, _, err = await cli(capsys, "runs", "cancel", run_id, *common)
+    assert code == 2 and "409 run_closed" in err
+
+    code, out, _ = await cli(capsys, "runs", "list", "--json", *common)
+    assert code == 0 and "runs" in json.loads(out)
+
+
+async def test_runs_start_with_invalid_input_prints_each_bad_field(capsys, api_url, auth):
+    token = auth()["Authorization"].removeprefix("Bearer ")
+    code, _, err = await cli(capsys, "runs", "start", "document-fingerprint", "--input", '{"documents": []}',
+                             "--token", token, "--api-url", api_url)
+    assert code == 2
+    assert "422 validation_failed" in err and "input.documents" in err
+
+
+async def test_runs_without_a_token_explains_how_to_get_one(capsys, monkeypatch):
+    monkeypatch.delenv("STEWARD_TOKEN", raising=False)
+    code, _, err = await cli(capsys, "runs", "list", "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and "steward token" in err

@@ -1,0 +1,59 @@
+"""Every built-in workflow replays its committed history: a non-deterministic change fails CI.
+
+Histories live in tests/fixtures/histories/<workflow>.json; record one for a new workflow with
+`python -m tests.fixtures.record_histories <name>`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from steward.temporal_client import DATA_CONVERTER
+from workers.worker import sandbox_runner
+from workflows.catalog import discover
+from workflows.document_fingerprint import DocumentFingerprintInput, DocumentFingerprintOutput
+
+HISTORIES = Path(__file__).parent / "fixtures" / "histories"
+BUILTIN = sorted(discover().specs)
+
+
+def load_history(name: str) -> WorkflowHistory:
+    path = HISTORIES / f"{name}.json"
+    assert path.exists(), f"{name} has no committed history: python -m tests.fixtures.record_histories {name}"
+    return WorkflowHistory.from_json(f"{name}-replay", path.read_text())
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+async def test_workflow_replays_its_committed_history(name):
+    spec = discover().get(name)
+    replayer = Replayer(workflows=[spec.workflow], data_converter=DATA_CONVERTER, workflow_runner=sandbox_runner())
+    await replayer.replay_workflow(load_history(name))
+
+
+with workflow.unsafe.imports_passed_through():
+    from activities.benchmark import BenchmarkStepInput, benchmark_step
+
+
+@workflow.defn(name="document-fingerprint")
+class ChangedFingerprintWorkflow:
+    """The shipped workflow with its activity swapped: what an unpatched change looks like."""
+
+    @workflow.run
+    async def run(self, request: DocumentFingerprintInput) -> DocumentFingerprintOutput:
+        await workflow.execute_activity(benchmark_step, BenchmarkStepInput(step=0, payload="x"),
+                                        start_to_close_timeout=timedelta(seconds=5))
+        raise AssertionError("unreachable in replay")
+
+
+async def test_unpatched_change_to_a_workflow_fails_replay():
+    replayer = Replayer(workflows=[ChangedFingerprintWorkflow], data_converter=DATA_CONVERTER,
+                        workflow_runner=sandbox_runner())
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(load_history("document-fingerprint"))
