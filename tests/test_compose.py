@@ -1,0 +1,247 @@
+"""docker-compose.yml, the Dockerfile and deploy/, checked statically: CI has no Docker engine.
+
+What is checked is what would otherwise break only at `docker compose up` in production: a
+setting the code does not read, a secret written into the file, a search attribute the cluster
+lacks, an image that moves under us, a worker that cannot be scaled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from steward import search_attributes
+from steward.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+SETUP_SERVICE = "temporal-setup"
+STEWARD_SERVICES = ("api", "worker")
+SETTINGS_VARIABLES = {f"STEWARD_{name.upper()}" for name in Settings.model_fields}
+SECRET_VARIABLES = ("STEWARD_JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD")
+# `${NAME:?message}`: compose refuses to start without the variable, and there is no default.
+REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
+WAITING_CONDITIONS = {"service_healthy", "service_completed_successfully"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a dict, from either compose form (YAML anchors already merged)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(host port, container port) pairs, from short ("[ip:]host:container") or long syntax."""
+    pairs = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            pairs.add((int(port["published"]), int(port["target"])))
+            continue
+        parts = str(port).split("/")[0].split(":")
+        if len(parts) >= 2:
+            pairs.add((int(parts[-2]), int(parts[-1])))
+    return pairs
+
+
+def build_of(service: dict[str, Any]) -> tuple[Path, str]:
+    build = service["build"]
+    if isinstance(build, str):
+        build = {"context": build}
+    return (ROOT / build.get("context", ".")).resolve(), build.get("dockerfile", "Dockerfile")
+
+
+def mounted_host_path(service: dict[str, Any], container_path: str) -> Path:
+    """The file in this repository a bind mount shows at `container_path`."""
+    target = PurePosixPath(container_path)
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        mount_point = PurePosixPath(rest.split(":")[0])
+        if source.startswith(".") and target.is_relative_to(mount_point):
+            return ROOT / source / target.relative_to(mount_point)
+    raise AssertionError(f"nothing from the repository is mounted at {container_path}")
+
+
+def dockerfile_final_stage() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile's last stage, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, arguments = line.partition(" ")
+        if keyword.upper() == "FROM":
+            instructions = []
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration))
+
+
+def test_compose_file_declares_temporal_steward_and_setup_services(services: dict) -> None:
+    expected = {"postgresql", "temporal", "temporal-ui", SETUP_SERVICE, *STEWARD_SERVICES}
+    assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
+
+
+def test_every_image_is_pinned_to_a_version_tag(services: dict) -> None:
+    for name, service in services.items():
+        assert "image" in service or "build" in service, f"{name} has neither image nor build"
+        if "image" not in service:
+            continue
+        image = service["image"]
+        repository_and_tag = image.split("@")[0].rsplit("/", 1)[-1]
+        tag = repository_and_tag.partition(":")[2]
+        assert "@sha256:" in image or tag not in ("", "latest"), f"{name}: {image} is not pinned"
+
+
+def test_api_and_worker_run_one_image_built_from_the_dockerfile(services: dict) -> None:
+    api, worker = services["api"], services["worker"]
+    assert build_of(api) == build_of(worker) == (ROOT, "Dockerfile")
+    assert api.get("image") == worker.get("image")
+    assert api["command"] == ["api"]
+    assert worker["command"] == ["worker"]
+
+
+def test_api_and_worker_share_the_steward_configuration(compose: dict, services: dict) -> None:
+    shared = {key: str(value) for key, value in compose["x-steward-env"].items()}
+    assert "TEMPORAL_ADDRESS" in shared, "processes must reach the compose Temporal, not embed one"
+    for name in STEWARD_SERVICES:
+        env = environment(services[name])
+        assert {key: env.get(key) for key in shared} == shared, f"{name} overrides shared settings"
+
+
+def test_every_steward_variable_set_is_a_settings_field(services: dict) -> None:
+    steward_variables = {
+        (name, key)
+        for name, service in services.items()
+        for key in environment(service)
+        if key.startswith("STEWARD_")
+    }
+    assert steward_variables, "no STEWARD_* variable found: is the x-steward-env anchor still merged?"
+    unknown = sorted(f"{name}: {key}" for name, key in steward_variables if key not in SETTINGS_VARIABLES)
+    assert not unknown, f"not fields of steward.settings.Settings (ignored by the code): {unknown}"
+
+
+@pytest.mark.parametrize("variable", SECRET_VARIABLES)
+def test_secret_is_required_from_the_environment_not_written_in_the_file(services: dict, variable: str) -> None:
+    values = {name: environment(s)[variable] for name, s in services.items() if variable in environment(s)}
+    assert values, f"no service sets {variable}"
+    literal = {name: value for name, value in values.items() if not REQUIRED_REFERENCE.match(value)}
+    assert not literal, f"{variable} must be a required ${{{variable}:?...}} reference, not {literal}"
+
+
+def test_api_publishes_port_8000_and_listens_beyond_loopback(services: dict) -> None:
+    api = services["api"]
+    assert (8000, 8000) in published_ports(api)
+    env = environment(api)
+    assert env["STEWARD_API_HOST"] == "0.0.0.0"
+    assert int(env.get("STEWARD_API_PORT", Settings.model_fields["api_port"].default)) == 8000
+
+
+def test_api_healthcheck_probes_readiness_on_the_api_port(services: dict) -> None:
+    probe = " ".join(services["api"]["healthcheck"]["test"])
+    assert "/readyz" in probe
+    assert ":8000/" in probe
+
+
+def test_temporal_ui_is_published_and_points_at_the_compose_temporal(services: dict) -> None:
+    ui = services["temporal-ui"]
+    assert any(container == 8080 for _, container in published_ports(ui))
+    assert environment(ui)["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_temporal_persists_to_postgresql(services: dict) -> None:
+    env = environment(services["temporal"])
+    assert env["DB"] == "postgres12"
+    assert env["POSTGRES_SEEDS"] == "postgresql"
+    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in services["postgresql"]["volumes"])
+
+
+def test_setup_service_registers_every_search_attribute_with_its_type(services: dict) -> None:
+    setup = services[SETUP_SERVICE]
+    declared = environment(setup)["SEARCH_ATTRIBUTES"].split()
+    assert sorted(declared) == sorted(search_attributes.cli_declarations())
+    script = mounted_host_path(setup, setup["entrypoint"][-1]).read_text()
+    assert "$SEARCH_ATTRIBUTES" in script
+    assert "temporal operator search-attribute create" in script
+
+
+def test_runs_cannot_start_before_the_cluster_is_set_up(services: dict) -> None:
+    for name in STEWARD_SERVICES:
+        assert services[name]["depends_on"][SETUP_SERVICE]["condition"] == "service_completed_successfully"
+    assert services[SETUP_SERVICE]["depends_on"]["temporal"]["condition"] == "service_healthy"
+
+
+def test_every_dependency_waits_for_health_or_completion(services: dict) -> None:
+    for name, service in services.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on without conditions only orders starts"
+        for dependency, spec in depends_on.items():
+            assert spec.get("condition") in WAITING_CONDITIONS, f"{name} -> {dependency}"
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck to wait for"
+
+
+def test_every_file_mounted_from_the_repository_exists(services: dict) -> None:
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = str(volume).partition(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_worker_is_scalable(services: dict) -> None:
+    worker = services["worker"]
+    assert "container_name" not in worker, "a fixed container name allows one replica only"
+    assert not worker.get("ports"), "replicas would collide on a published port"
+    assert worker["deploy"]["replicas"] >= 2
+
+
+def test_worker_stop_grace_outlasts_its_activity_grace(services: dict) -> None:
+    worker = services["worker"]
+    default_grace = Settings.model_fields["worker_grace_s"].default
+    grace = float(environment(worker).get("STEWARD_WORKER_GRACE_S", default_grace))
+    # Docker's default is 10 s; the worker needs longer to let running activities finish.
+    assert seconds(worker.get("stop_grace_period", "10s")) > grace
+
+
+def test_dockerfile_runs_steward_as_a_non_root_user() -> None:
+    instructions = dockerfile_final_stage()
+    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
+    assert users, "the final stage never leaves root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_dockerfile_entrypoint_is_the_steward_cli_serving_the_api_by_default() -> None:
+    instructions = dict(dockerfile_final_stage())
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert json.loads(instructions["ENTRYPOINT"]) == ["steward"]
+    assert "steward" in scripts
+    assert json.loads(instructions["CMD"]) == ["api"]
+
+
+def test_build_context_leaves_out_local_secrets_and_state() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".env", ".steward", ".git", ".venv"} <= ignored
