@@ -7,7 +7,6 @@ themselves with unique ids and tenants rather than fresh servers.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -15,14 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from steward import search_attributes
 from steward.devserver import SQLITE_PRAGMAS, temporal_binary
 from steward.identity import Principal, issue_token
@@ -30,8 +27,7 @@ from steward.logs import configure_logging
 from steward.settings import Settings
 from steward.telemetry import configure_tracing
 from steward.temporal_client import DATA_CONVERTER
-from tests.support import free_port
-from workers.worker import build_workers, run_workers
+from tests.support import free_port, running_workers, serve_api
 from workflows.catalog import discover
 
 TEST_SECRET = "test-secret-for-the-suite-only-0123456789abcdef"
@@ -83,34 +79,15 @@ def settings(tmp_path_factory: pytest.TempPathFactory, temporal_env: WorkflowEnv
 
 @pytest.fixture(scope="session")
 async def worker(client: Client, settings: Settings) -> AsyncIterator[None]:
-    workers = build_workers(client, discover(settings.workflow_packages), grace=timedelta(seconds=5))
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_workers(workers, stop))
-    yield
-    stop.set()
-    await task
+    async with running_workers(client, discover(settings.workflow_packages)):
+        yield
 
 
 @pytest.fixture(scope="session")
 async def api_url(client: Client, settings: Settings, worker: None) -> AsyncIterator[str]:
-    """The real app served by uvicorn on a free port, in this process (so spans are visible)."""
-    config = uvicorn.Config(
-        create_app(settings, client=client),
-        host="127.0.0.1",
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{settings.api_port}"
-    server.should_exit = True
-    await task
+    """The real app over real HTTP, in this process (so its spans reach SPAN_EXPORTER)."""
+    async with serve_api(settings, client) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TypeVar
 
 import httpx
+import uvicorn
+from temporalio.client import Client
+
+from api.app import create_app
+from steward.settings import Settings
+from workers.worker import build_workers, run_workers
+from workflows.catalog import Catalog
 
 T = TypeVar("T")
 TERMINAL_STATUSES = {"completed", "failed", "cancelled", "terminated", "timed_out"}
@@ -42,3 +51,33 @@ async def wait_for_run(http: httpx.AsyncClient, run_id: str, headers: dict[str, 
         return body if body["status"] in TERMINAL_STATUSES else None
 
     return await eventually(closed, f"run {run_id} to close")
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The real app, served by uvicorn over real HTTP on settings.api_port, in this process."""
+    config = uvicorn.Config(create_app(settings, client=client), host="127.0.0.1", port=settings.api_port,
+                            log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # startup failed: raise its error
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def running_workers(client: Client, catalog: Catalog) -> AsyncIterator[None]:
+    """Workers for every task queue of `catalog`, shut down gracefully on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(build_workers(client, catalog, grace=timedelta(seconds=2)), stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task

@@ -3,21 +3,16 @@ appearing in the catalog and running."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import textwrap
 import uuid
-from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import BaseModel
 from temporalio import workflow
 
-from api.app import create_app
-from tests.support import free_port, wait_for_run
-from workers.worker import build_workers, run_workers
+from tests.support import free_port, running_workers, serve_api, wait_for_run
 from workflows.catalog import Catalog, CatalogError, discover
 from workflows.spec import WorkflowSpec
 
@@ -74,29 +69,17 @@ async def test_dropped_in_module_appears_in_catalog_and_runs(client, settings, d
     assert spec.task_queue == f"queue-{drop_in_package}"
 
     # The session worker already serves the built-in queue on this client; serve only the new one.
-    stop = asyncio.Event()
-    workers = asyncio.create_task(
-        run_workers(build_workers(client, Catalog({spec.name: spec}), grace=timedelta(seconds=1)), stop))
-    server = uvicorn.Server(uvicorn.Config(create_app(own_settings, client=client), host="127.0.0.1",
-                                          port=own_settings.api_port, log_config=None, lifespan="on"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own_settings.api_port}") as http:
-            listed = (await http.get("/v1/workflows", headers=auth())).json()["workflows"]
-            greet = next(w for w in listed if w["name"] == "greet-customer")
-            assert greet["description"] == "Greets a customer."
-            assert greet["input_schema"]["required"] == ["name"]
-            started = await http.post("/v1/workflows/greet-customer/runs", json={"input": {"name": "Ada"}},
-                                      headers=auth())
-            assert started.status_code == 202
-            run = await wait_for_run(http, started.json()["id"], auth())
-            assert run["result"] == {"greeting": "Welcome, Ada"}
-    finally:
-        server.should_exit = True
-        stop.set()
-        await asyncio.gather(serving, workers)
+    async with (running_workers(client, Catalog({spec.name: spec})), serve_api(own_settings, client) as url,
+                httpx.AsyncClient(base_url=url) as http):
+        listed = (await http.get("/v1/workflows", headers=auth())).json()["workflows"]
+        greet = next(w for w in listed if w["name"] == "greet-customer")
+        assert greet["description"] == "Greets a customer."
+        assert greet["input_schema"]["required"] == ["name"]
+        started = await http.post("/v1/workflows/greet-customer/runs", json={"input": {"name": "Ada"}},
+                                  headers=auth())
+        assert started.status_code == 202
+        run = await wait_for_run(http, started.json()["id"], auth())
+        assert run["result"] == {"greeting": "Welcome, Ada"}
 
 
 def test_builtin_catalog_holds_document_fingerprint_and_the_hidden_benchmark():

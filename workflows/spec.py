@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,8 +24,9 @@ class WorkflowSpec:
 
     `name` is the Temporal workflow type and the URL segment (kebab-case). `summary` turns a
     validated input into the run's one-line static summary in the Temporal UI; it must not put
-    personal data there. `listed=False` hides a workflow from the catalog (it can still be
-    started by name, as the benchmark is).
+    personal data there. `execution_timeout` bounds a run's whole life, retries and waits
+    included; a run past it ends as timed_out. `listed=False` hides a workflow from the catalog
+    (it can still be started by name, as the benchmark is).
     """
 
     name: str
@@ -35,6 +37,7 @@ class WorkflowSpec:
     activities: Sequence[Callable[..., Any]] = ()
     task_queue: str = DEFAULT_TASK_QUEUE
     summary: Callable[[Any], str] | None = None
+    execution_timeout: timedelta | None = None
     listed: bool = True
     tags: Sequence[str] = field(default_factory=tuple)
 

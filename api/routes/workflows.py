@@ -85,6 +85,7 @@ async def start_run(
             validated,
             id=run_id,
             task_queue=spec.task_queue,
+            execution_timeout=spec.execution_timeout,
             # A keyed id is never reused, even after the run closes: the key means "this request".
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
