@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 from steward.logs import get_logger
 
@@ -101,7 +102,31 @@ async def _http_exception(_: Request, exc: StarletteHTTPException) -> JSONRespon
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
+# Temporal being down is the caller's problem only in that they must try again later.
+_TEMPORAL_RETRY_AFTER_S = "5"
+_TEMPORAL_DOWN_STATUSES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+# A lazy client that has never connected raises a bare RuntimeError with this prefix.
+_CONNECT_FAILURE_PREFIX = "Failed client connect"
+
+
+def _temporal_unavailable() -> JSONResponse:
+    return error_response(
+        503, "temporal_unavailable", "the workflow engine is not reachable; try again shortly",
+        headers={"Retry-After": _TEMPORAL_RETRY_AFTER_S},
+    )
+
+
+async def _rpc_error(request: Request, exc: RPCError) -> JSONResponse:
+    if exc.status in _TEMPORAL_DOWN_STATUSES:
+        log.warning("temporal unavailable", path=request.url.path, status=exc.status.name)
+        return _temporal_unavailable()
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, RuntimeError) and str(exc).startswith(_CONNECT_FAILURE_PREFIX):
+        log.warning("temporal unavailable", path=request.url.path, status="never connected")
+        return _temporal_unavailable()
     log.exception("unhandled error", path=request.url.path, method=request.method)
     return error_response(500, "internal", "internal error; the request was logged")
 
@@ -110,4 +135,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(RPCError, _rpc_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

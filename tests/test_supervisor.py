@@ -58,8 +58,8 @@ class Steward:
 
 
 @asynccontextmanager
-async def running_steward(tmp_path: Path) -> AsyncIterator[Steward]:
-    env = steward_env(tmp_path)
+async def running_steward(tmp_path: Path, **overrides: str) -> AsyncIterator[Steward]:
+    env = steward_env(tmp_path, **overrides)
     log_path = tmp_path / "stdout.jsonl"
     with log_path.open("w") as log_file:
         process = await asyncio.create_subprocess_exec(
@@ -123,6 +123,17 @@ async def test_up_serves_runs_and_sigint_stops_every_child(tmp_path):
     assert activity_lines and activity_lines[0]["workflow_id"] == run["id"]
     assert activity_lines[0]["run_id"] and activity_lines[0]["trace_id"]
     assert (tmp_path / "data" / "temporal.db").exists()
+
+
+async def test_up_with_a_configured_temporal_address_starts_no_dev_server(tmp_path, client):
+    async with running_steward(tmp_path, TEMPORAL_ADDRESS=client.service_client.config.target_host) as steward:
+        async with httpx.AsyncClient(base_url=steward.api_url, timeout=10) as http:
+            docs = {"documents": [{"name": "a.txt", "text": "external"}]}
+            started = await http.post("/v1/workflows/document-fingerprint/runs", json={"input": docs}, headers=headers())
+            assert (await wait_for_run(http, started.json()["id"], headers()))["status"] == "completed"
+        assert steward.child_pids("temporal") == []
+        assert len(steward.child_pids("worker")) == len(steward.child_pids("api")) == 1
+    assert not (tmp_path / "data" / "temporal.db").exists()
 
 
 async def test_worker_killed_mid_activity_is_restarted_and_the_run_completes(tmp_path):
