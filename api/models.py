@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from activities.llm.models import LlmUsage
+
 
 class RunStatus(str, Enum):
     running = "running"
@@ -70,6 +72,7 @@ class RunDetail(RunSummary):
     callback_url: str | None = None
     result: dict[str, Any] | None = None
     error: RunError | None = None
+    llm: LlmUsage | None = Field(None, description="Every LLM call of the run, with token and cost totals.")
 
 
 class RunPage(BaseModel):

@@ -20,9 +20,11 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.llm.models import LlmUsage
 from api.errors import ApiError
 from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
 from steward import search_attributes as sa
+from workflows.llm_steps import MEMO_KEY as LLM_MEMO_KEY
 from workflows.spec import WorkflowSpec
 
 _CLOSED_STATUS = {
@@ -108,6 +110,8 @@ async def detail_of(
     detail = RunDetail(**summary_of(description).model_dump())
     memo = await description.memo()
     detail.callback_url = memo.get("callback_url")
+    if memo.get(LLM_MEMO_KEY) is not None:
+        detail.llm = LlmUsage.model_validate(memo[LLM_MEMO_KEY])
     if not is_closed(description):
         return detail
     handle = client.get_workflow_handle(

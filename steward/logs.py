@@ -35,15 +35,13 @@ def _add_trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flatten_temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    record = event.get("_record")
-    if record is None:
-        return event
-    wf = getattr(record, "temporal_workflow", None)
+    """Replace Temporal's nested log context with flat, greppable id fields."""
+    wf = event.pop("temporal_workflow", None)
     if isinstance(wf, dict):
         event.setdefault("workflow_id", wf.get("workflow_id"))
         event.setdefault("run_id", wf.get("run_id"))
         event.setdefault("workflow_type", wf.get("workflow_type"))
-    act = getattr(record, "temporal_activity", None)
+    act = event.pop("temporal_activity", None)
     if isinstance(act, dict):
         event.setdefault("workflow_id", act.get("workflow_id"))
         event.setdefault("run_id", act.get("workflow_run_id"))
@@ -73,7 +71,7 @@ def configure_logging(level: str = "info", component: str = "steward") -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, _flatten_temporal_context],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _flatten_temporal_context],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

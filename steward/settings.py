@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
@@ -22,8 +22,23 @@ JWT_SECRET_FILE = "jwt-secret"
 SECRET_FILE_MODE = 0o600
 
 
+class ModelPrice(BaseModel):
+    input_per_million_usd: float = Field(ge=0)
+    output_per_million_usd: float = Field(ge=0)
+
+
+# List prices in USD per million tokens; override with STEWARD_LLM_PRICES (JSON) for your models.
+DEFAULT_LLM_PRICES = {
+    "gpt-4o-mini": ModelPrice(input_per_million_usd=0.15, output_per_million_usd=0.60),
+    "gpt-4o": ModelPrice(input_per_million_usd=2.50, output_per_million_usd=10.00),
+    "gpt-4.1-mini": ModelPrice(input_per_million_usd=0.40, output_per_million_usd=1.60),
+}
+# Countries under comprehensive sanctions programmes; a compliance team sets its own list.
+DEFAULT_SANCTIONED_COUNTRIES = ["CU", "IR", "KP", "SY"]
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(Path(".steward"), description="Where runtime state lives.")
     api_host: str = "127.0.0.1"
@@ -41,6 +56,24 @@ class Settings(BaseSettings):
         30.0, ge=0, description="How long a stopping worker lets running activities finish."
     )
     dev_tenant: str = "acme"
+
+    # --- The LLM layer (docs/llm.md) ---
+    llm_provider: Literal["auto", "openai", "offline"] = Field(
+        "auto", description="auto: openai when an endpoint or key is configured, else offline."
+    )
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("STEWARD_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_api_key_file: Path | None = Field(None, description="A file (mode 0600) holding the key.")
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_output_mode: Literal["json_schema", "json_object", "prompt"] = "json_schema"
+    llm_max_output_tokens: int = Field(1200, ge=16)
+    llm_requests_per_minute: int = Field(60, ge=1)
+    llm_tokens_per_minute: int = Field(200_000, ge=1)
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_LLM_PRICES))
+    sanctioned_countries: list[str] = Field(default_factory=lambda: list(DEFAULT_SANCTIONED_COUNTRIES))
 
     @property
     def temporal_db_path(self) -> Path:
@@ -72,6 +105,18 @@ class Settings(BaseSettings):
     def ui_url(self) -> str | None:
         return f"http://127.0.0.1:{self.ui_port}" if self.uses_embedded_temporal else None
 
+    @property
+    def llm_provider_in_use(self) -> Literal["openai", "offline"]:
+        if self.llm_provider != "auto":
+            return self.llm_provider
+        configured = self.llm_base_url or self.llm_api_key or self.llm_api_key_file
+        return "openai" if configured else "offline"
+
+    def llm_api_key_value(self) -> str | None:
+        if self.llm_api_key_file is not None:
+            return read_secret_file(self.llm_api_key_file)
+        return self.llm_api_key.get_secret_value() if self.llm_api_key else None
+
     def jwt_signing_secret(self) -> str:
         """The HS256 secret: STEWARD_JWT_SECRET, else the data dir's file, created on first use."""
         if self.jwt_secret is not None:
@@ -88,12 +133,15 @@ def read_or_create_secret_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
     except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise PermissionError(
-                f"{path} has mode {mode:o}; a secret file must be 0600 (chmod 600 {path})"
-            ) from None
-        return path.read_text().strip()
+        return read_secret_file(path)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(48))
+    return read_secret_file(path)
+
+
+def read_secret_file(path: Path) -> str:
+    """Read a secret, refusing a file that other users could read too."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PermissionError(f"{path} has mode {mode:o}; a secret file must be 0600 (chmod 600 {path})")
     return path.read_text().strip()

@@ -121,7 +121,8 @@ async def test_up_serves_runs_and_sigint_stops_every_child(tmp_path):
     assert stopped == ["api", "worker", "temporal"], "shutdown must run API → worker → server"
     activity_lines = [e for e in events if e.get("event") == "documents fingerprinted"]
     assert activity_lines and activity_lines[0]["workflow_id"] == run["id"]
-    assert activity_lines[0]["run_id"] and activity_lines[0]["trace_id"]
+    assert activity_lines[0]["run_id"] and activity_lines[0]["trace_id"] and activity_lines[0]["documents"] == 1
+    assert "temporal_activity" not in activity_lines[0]
     assert (tmp_path / "data" / "temporal.db").exists()
 
 

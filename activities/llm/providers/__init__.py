@@ -1,0 +1,1 @@
+"""LLM providers: an OpenAI-compatible endpoint, or the offline rule engine."""

@@ -1,0 +1,26 @@
+"""What every provider returns for one call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from activities.llm.models import LlmTaskRequest
+from activities.llm.tasks import LlmTask
+
+
+@dataclass(frozen=True)
+class ProviderReply:
+    content: str
+    model_version: str
+    input_tokens: int
+    output_tokens: int
+
+
+class Provider(Protocol):
+    name: Literal["openai", "offline"]
+    model: str
+
+    async def complete(
+        self, task: LlmTask, request: LlmTaskRequest, messages: list[dict[str, Any]]
+    ) -> ProviderReply: ...

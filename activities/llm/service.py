@@ -1,0 +1,189 @@
+"""One LLM step, start to finish: screen, render, budget, call, validate, repair once, record.
+
+The service is process-wide (one provider client, one set of budgets per worker) and built from
+Settings on first use; `configure()` replaces it, for tests and for a worker with its own settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.llm import errors
+from activities.llm.models import (
+    LlmCallRecord,
+    LlmTaskRequest,
+    LlmTaskResult,
+    ValidationOutcome,
+)
+from activities.llm.providers.base import Provider, ProviderReply
+from activities.llm.providers.offline import OfflineProvider
+from activities.llm.providers.openai_compatible import OpenAICompatibleProvider
+from activities.llm.ratelimit import ModelBudget
+from activities.llm.screening import screen
+from activities.llm.tasks import TASKS, LlmTask, render
+from policies import output as output_policy
+from steward.logs import get_logger
+from steward.settings import ModelPrice, Settings
+
+log = get_logger(__name__)
+
+# Rough token estimate for budgeting before the endpoint reports usage: ~4 characters a token.
+CHARS_PER_TOKEN = 4
+MAX_VALIDATION_ERRORS = 8
+REPAIR_INSTRUCTION = (
+    "Your previous answer was rejected for these reasons:\n{errors}\n"
+    "Answer again with only one JSON object that matches the schema. Do not add any other text."
+)
+
+
+def build_provider(settings: Settings) -> Provider:
+    if settings.llm_provider_in_use == "offline":
+        return OfflineProvider(sanctioned_countries=settings.sanctioned_countries)
+    return OpenAICompatibleProvider(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key_value(),
+        model=settings.llm_model,
+        timeout_s=settings.llm_timeout_s,
+        output_mode=settings.llm_output_mode,
+        max_output_tokens=settings.llm_max_output_tokens,
+    )
+
+
+def cost_usd(price: ModelPrice | None, input_tokens: int, output_tokens: int) -> float:
+    if price is None:
+        return 0.0
+    total = input_tokens * price.input_per_million_usd + output_tokens * price.output_per_million_usd
+    return round(total / 1_000_000, 8)
+
+
+def check_answer(task: LlmTask, content: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """Parse and validate one reply: JSON, then the task's schema, then the output policy."""
+    try:
+        answer = json.loads(content)
+    except json.JSONDecodeError as exc:
+        return None, [f"the answer is not JSON ({exc.msg} at position {exc.pos})"]
+    if not isinstance(answer, dict):
+        return None, ["the answer is not a JSON object"]
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+        for e in sorted(task.validator.iter_errors(answer), key=lambda e: list(e.absolute_path))
+    ][:MAX_VALIDATION_ERRORS]
+    if problems:
+        return None, problems
+    violations = output_policy.load().violations(task.name, answer)
+    return (None, violations) if violations else (answer, [])
+
+
+class LlmService:
+    def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
+        self.settings = settings
+        self.provider = provider or build_provider(settings)
+        self.prices = settings.llm_prices
+        self._budgets: dict[str, ModelBudget] = {}
+        output_policy.load()  # a broken policy file fails the worker at start, not mid-run
+
+    def budget(self, model: str) -> ModelBudget:
+        if model not in self._budgets:
+            self._budgets[model] = ModelBudget(self.settings.llm_requests_per_minute, self.settings.llm_tokens_per_minute)
+        return self._budgets[model]
+
+    async def _call(self, task: LlmTask, request: LlmTaskRequest, messages: list[dict[str, Any]],
+                    on_wait: Any) -> tuple[ProviderReply, float]:
+        estimate = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN + self.settings.llm_max_output_tokens
+        budget = self.budget(self.provider.model)
+        await budget.acquire(estimate, on_wait=on_wait)
+        started = time.perf_counter()
+        try:
+            reply = await self.provider.complete(task, request, messages)
+        except BaseException:
+            budget.settle(estimate, 0)  # nothing was used, as far as we can know
+            raise
+        budget.settle(estimate, reply.input_tokens + reply.output_tokens)
+        return reply, (time.perf_counter() - started) * 1000
+
+    async def run(self, request: LlmTaskRequest, *, attempt: int = 1, on_wait: Any = None) -> LlmTaskResult:
+        task = TASKS.get(request.task)
+        if task is None:
+            raise ApplicationError(f"no LLM task named {request.task!r}", type=errors.LLM_UNKNOWN_TASK,
+                                   non_retryable=True)
+        prompt = render(task, request.facts, request.untrusted)
+        record = LlmCallRecord(
+            step=request.step, task=task.name, provider=self.provider.name, model_requested=self.provider.model,
+            model_version="(not called)", prompt_template=task.prompt_template, prompt_sha256=prompt.sha256,
+            attempt=attempt, validation=ValidationOutcome(valid=False),
+        )
+
+        flags = screen(request.untrusted)
+        if flags:
+            # The model never sees text that tries to steer it; a person decides instead.
+            record.injection_flags = flags
+            record.validation.errors = ["not sent to the model: possible prompt injection"]
+            sources = sorted({f.source for f in flags})
+            log.warning("llm step held for review", step=request.step, task=task.name, flags=len(flags))
+            return LlmTaskResult(record=record, needs_review=True,
+                                 review_reasons=[f"possible prompt injection in {', '.join(sources)}"])
+
+        messages = list(prompt.messages)
+        reply, latency = await self._call(task, request, messages, on_wait)
+        self._account(record, reply, latency)
+        answer, problems = check_answer(task, reply.content)
+        if problems:
+            # One repair: the model sees exactly why its answer was refused.
+            messages += [
+                {"role": "assistant", "content": reply.content},
+                {"role": "user", "content": REPAIR_INSTRUCTION.format(errors="\n".join(f"- {p}" for p in problems))},
+            ]
+            reply, latency = await self._call(task, request, messages, on_wait)
+            self._account(record, reply, latency)
+            answer, second_problems = check_answer(task, reply.content)
+            record.validation = ValidationOutcome(valid=answer is not None, repaired=answer is not None,
+                                                  errors=problems + second_problems)
+            if answer is None:
+                log.warning("llm answer invalid after repair", step=request.step, task=task.name)
+                raise ApplicationError(
+                    f"the model's answer for {task.name} was invalid twice", record.model_dump(mode="json"),
+                    type=errors.LLM_OUTPUT_INVALID, non_retryable=True,
+                )
+        else:
+            record.validation = ValidationOutcome(valid=True)
+
+        assert answer is not None
+        record.decision = task.decision_of(answer)
+        confidence = answer.get(task.confidence_field)
+        record.confidence = float(confidence) if isinstance(confidence, int | float) else None
+        explanation = answer.get(task.explanation_field)
+        record.explanation = explanation if isinstance(explanation, str) else None
+        log.info("llm step finished", step=request.step, task=task.name, provider=record.provider,
+                 model=record.model_version, calls=record.calls, input_tokens=record.input_tokens,
+                 output_tokens=record.output_tokens, cost_usd=record.cost_usd, latency_ms=round(record.latency_ms, 1),
+                 repaired=record.validation.repaired)
+        return LlmTaskResult(answer=answer, record=record)
+
+    def _account(self, record: LlmCallRecord, reply: ProviderReply, latency_ms: float) -> None:
+        record.calls += 1
+        record.model_version = reply.model_version
+        record.input_tokens += reply.input_tokens
+        record.output_tokens += reply.output_tokens
+        record.cost_usd = round(record.cost_usd + cost_usd(self.prices.get(self.provider.model),
+                                                           reply.input_tokens, reply.output_tokens), 8)
+        record.latency_ms += latency_ms
+
+
+_service: LlmService | None = None
+
+
+def get_service() -> LlmService:
+    global _service
+    if _service is None:
+        _service = LlmService(Settings())
+    return _service
+
+
+def configure(settings: Settings | None, provider: Provider | None = None) -> None:
+    """Replace the process's service (None: rebuild from the environment on next use)."""
+    global _service
+    _service = None if settings is None else LlmService(settings, provider)

@@ -1,0 +1,101 @@
+"""A real HTTP server speaking OpenAI's chat-completions protocol, scripted per test.
+
+The official openai client talks to it over real sockets, so tests exercise the same code path
+a production endpoint would: headers, status codes, Retry-After, timeouts, malformed bodies.
+Each request takes the next scripted reply; every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support import free_port
+
+DEFAULT_MODEL_VERSION = "gpt-4o-mini-2024-07-18"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    content: str | None = None  # the assistant message, for 200 answers
+    body: bytes | None = None  # a raw body instead of a chat completion
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    input_tokens: int = 120
+    output_tokens: int = 40
+
+
+def answer(obj: Any, **kwargs: Any) -> Reply:
+    return Reply(content=json.dumps(obj), **kwargs)
+
+
+def text(content: str) -> Reply:
+    return Reply(content=content)
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Reply:
+    body = json.dumps({"error": {"message": f"scripted {code}", "type": "scripted", "code": None}}).encode()
+    return Reply(status=code, body=body, headers=headers or {})
+
+
+@dataclass
+class FakeOpenAI:
+    url: str
+    replies: list[Reply] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def script(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+        self.requests.clear()
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({"headers": dict(request.headers), "body": body})
+        if not self.replies:
+            return JSONResponse({"error": {"message": "no scripted reply left"}}, status_code=599)
+        reply = self.replies.pop(0)
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.body is not None:
+            return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=reply.headers)
+        completion = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": DEFAULT_MODEL_VERSION,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": reply.content}}],
+            "usage": {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
+                      "total_tokens": reply.input_tokens + reply.output_tokens},
+        }
+        return JSONResponse(completion, status_code=reply.status, headers=reply.headers)
+
+
+@asynccontextmanager
+async def serve_fake_openai() -> AsyncIterator[FakeOpenAI]:
+    port = free_port()
+    fake = FakeOpenAI(url=f"http://127.0.0.1:{port}/v1")
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.handle, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield fake
+    finally:
+        server.should_exit = True
+        await task
