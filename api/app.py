@@ -92,6 +92,6 @@ def serve(settings: Settings) -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # our JSON logging is already configured
-        access_log=False,  # RequestTelemetry writes the access log
+        access_log=False,  # AccessLog writes the access log
         lifespan="on",
     )

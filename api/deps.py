@@ -39,7 +39,9 @@ ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 
 
-def get_principal(
+# Async on purpose: FastAPI runs sync dependencies in a thread pool, where the log context bound
+# here would be lost (and each request would pay a thread hop).
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

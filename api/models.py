@@ -37,7 +37,11 @@ class StartRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: dict[str, Any] = Field(description="The workflow's input; see its input_schema.")
-    callback_url: AnyHttpUrl | None = Field(None, description="Notified when the run ends.")
+    callback_url: AnyHttpUrl | None = Field(
+        None,
+        description="Stored with the run and shown in its details, for the workflow's notification step; "
+        "workflows without one do not call it.",
+    )
 
 
 class RunLinks(BaseModel):

@@ -131,7 +131,8 @@ async def detail_of(
 def visibility_query(tenant: str, workflow: str | None, status: RunStatus | None) -> str:
     """A visibility query for the tenant's runs. Values are identifiers validated upstream
     (tenant by the token's pattern, workflow by the catalog), so quoting cannot be escaped."""
-    clauses = [f"{sa.TENANT.name} = '{tenant}'"]
+    # A continued-as-new execution lives on under the same id; list only its latest run.
+    clauses = [f"{sa.TENANT.name} = '{tenant}'", "ExecutionStatus != 'ContinuedAsNew'"]
     if workflow is not None:
         clauses.append(f"WorkflowType = '{workflow}'")
     if status is RunStatus.waiting_for_approval:

@@ -34,14 +34,23 @@ def _settings(args: argparse.Namespace):  # -> Settings, imported lazily to keep
         if value is not None:
             os.environ[variable] = str(value)
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from steward.settings import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(f"STEWARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise CliError(f"invalid settings: {problems}") from None
+    except SettingsError as exc:
+        # e.g. a list setting that is not JSON: the message names the field.
+        raise CliError(f"invalid settings: {exc} (list and map settings take JSON)") from None
+    try:
+        settings.temporal_profile  # surface a broken envconfig profile here, not in a child process
+    except RuntimeError as exc:
+        raise CliError(f"Temporal configuration (envconfig): {exc}") from None
+    return settings
 
 
 def _add_server_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
@@ -292,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CliError as exc:
+        print(f"steward: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:  # a secret file with the wrong mode names itself and the fix
         print(f"steward: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

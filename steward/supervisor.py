@@ -32,6 +32,8 @@ RESTART_BACKOFF_MAX_S = 30.0
 # A child that stayed up this long is healthy again: its next crash restarts after the initial delay.
 STABLE_AFTER_S = 60.0
 SERVER_READY_TIMEOUT_S = 120.0
+# How often to say the API is still not ready (it keeps being waited for).
+API_READY_NOTICE_S = 30.0
 API_STOP_TIMEOUT_S = 10.0
 SERVER_STOP_TIMEOUT_S = 20.0
 
@@ -82,7 +84,9 @@ class Child:
             log.warning("child did not stop in time; killing it", child=self.name, pid=process.pid)
             process.kill()
             await process.wait()
-        log.info("child stopped", child=self.name, pid=process.pid, returncode=process.returncode)
+        # uvicorn re-raises the SIGTERM it handled, so -SIGTERM after our SIGTERM is a clean stop.
+        clean = process.returncode in (0, -signal.SIGTERM)
+        log.info("child stopped", child=self.name, pid=process.pid, returncode=process.returncode, clean=clean)
 
 
 class Supervisor:
@@ -137,7 +141,7 @@ class Supervisor:
                 except TimeoutError:
                     pass
         if not self.stopping.is_set():
-            log.error(f"{what} did not become ready", url=url, timeout_s=timeout_s)
+            log.warning(f"{what} is not ready yet", url=url, waited_s=timeout_s)
         return False
 
     async def _start(self, child: Child) -> None:
@@ -154,13 +158,21 @@ class Supervisor:
                 # The UI answers only once the frontend it proxies is up: a cheap, dependency-free probe.
                 ui = f"http://127.0.0.1:{self.settings.ui_port}/api/v1/namespaces/{self.settings.temporal_namespace}"
                 if not await self._wait_for(ui, SERVER_READY_TIMEOUT_S, "Temporal dev server"):
-                    return 0 if self.stopping.is_set() else 1
+                    if self.stopping.is_set():
+                        return 0
+                    # Our own server not answering in two minutes will not fix itself: say so and stop.
+                    log.error("Temporal dev server did not start; stopping", timeout_s=SERVER_READY_TIMEOUT_S)
+                    return 1
             await self._start(self.worker)
             await self._start(self.api)
-            if await self._wait_for(f"{self.settings.api_url}/readyz", SERVER_READY_TIMEOUT_S, "API"):
-                log.info("steward ready", api=self.settings.api_url, ui=self.settings.ui_url)
-                if on_ready is not None:
-                    on_ready()
+            # The API is ready once Temporal answers it; with an external cluster that may take a
+            # while, and the children keep retrying, so keep waiting (and saying so) until then.
+            while not self.stopping.is_set():
+                if await self._wait_for(f"{self.settings.api_url}/readyz", API_READY_NOTICE_S, "API"):
+                    log.info("steward ready", api=self.settings.api_url, ui=self.settings.ui_url)
+                    if on_ready is not None:
+                        on_ready()
+                    break
             await self.stopping.wait()
             return 0
         finally:

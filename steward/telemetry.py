@@ -24,7 +24,9 @@ def configure_tracing(service_name: str, *, processor: SpanProcessor | None = No
     if isinstance(current, TracerProvider):
         provider = current
     else:
-        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        # OTEL_SERVICE_NAME, when set, names the service in the operator's terms.
+        name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+        provider = TracerProvider(resource=Resource.create({"service.name": name}))
         if any(os.environ.get(v) for v in _OTLP_VARIABLES):
             # Imported here: the exporter pulls in protobuf/HTTP machinery only export needs.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

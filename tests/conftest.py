@@ -7,8 +7,10 @@ themselves with unique ids and tenants rather than fresh servers.
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -115,6 +117,30 @@ def auth(tenant: str) -> TokenFactory:
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+class LogLines(logging.Handler):
+    """Every log record as the JSON line Steward writes, rendered by the real formatter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.getLogger().handlers[0].formatter)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    handler = LogLines()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler
+    root.removeHandler(handler)
 
 
 @pytest.fixture

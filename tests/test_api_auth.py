@@ -80,3 +80,10 @@ async def test_unknown_route_and_wrong_method_use_the_error_shape(http, auth):
     wrong = await http.delete("/v1/workflows", headers=auth())
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_access_log_names_the_principal_and_tenant(http, auth, tenant, log_lines):
+    await http.get("/v1/workflows", headers=auth(sub="carol"))
+    access = [e for e in log_lines.events() if e.get("event") == "request" and e.get("route") == "/v1/workflows"]
+    assert access[-1]["principal"] == "carol" and access[-1]["tenant"] == tenant
+    assert access[-1]["status"] == 200 and access[-1]["trace_id"]

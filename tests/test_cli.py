@@ -90,3 +90,24 @@ async def test_runs_without_a_token_explains_how_to_get_one(capsys, monkeypatch)
     monkeypatch.delenv("STEWARD_TOKEN", raising=False)
     code, _, err = await cli(capsys, "runs", "list", "--api-url", "http://127.0.0.1:9")
     assert code == 2 and "steward token" in err
+
+
+def test_misconfiguration_is_one_line_naming_the_problem_not_a_traceback(tmp_path):
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STEWARD_", "TEMPORAL_"))}
+    secret = tmp_path / "data" / "jwt-secret"
+    secret.parent.mkdir()
+    secret.write_text("shared-with-everyone")
+    secret.chmod(0o644)
+    cases = [
+        ({"STEWARD_WORKFLOW_PACKAGES": "not-json"}, "workflow_packages"),
+        ({"TEMPORAL_PROFILE": "no-such-profile", "TEMPORAL_CONFIG_FILE": str(tmp_path / "none.toml")},
+         "no-such-profile"),
+        ({"STEWARD_DATA_DIR": str(secret.parent)}, "must be 0600"),
+        ({"STEWARD_API_PORT": "99999"}, "STEWARD_API_PORT"),
+    ]
+    for env, expected in cases:
+        result = run_cli("token", "--sub", "a", "--role", "operator", env={**base, **env})
+        assert result.returncode == 2, (env, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr, (env, result.stderr)

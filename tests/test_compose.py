@@ -172,6 +172,13 @@ def test_temporal_ui_is_published_and_points_at_the_compose_temporal(services: d
     assert environment(ui)["TEMPORAL_ADDRESS"] == "temporal:7233"
 
 
+@pytest.mark.parametrize("name", ["temporal", "temporal-ui"])
+def test_unauthenticated_temporal_endpoints_publish_on_loopback_only(services: dict, name: str) -> None:
+    # Neither the frontend nor the UI has a login; both can cancel and terminate runs.
+    for port in services[name].get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
 def test_temporal_persists_to_postgresql(services: dict) -> None:
     env = environment(services["temporal"])
     assert env["DB"] == "postgres12"
