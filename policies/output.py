@@ -68,5 +68,6 @@ def parse(path: Path) -> OutputPolicy:
 
 
 @cache
-def load(path: Path = DEFAULT_POLICY) -> OutputPolicy:
-    return parse(path)
+def load(path: Path | None = None) -> OutputPolicy:
+    """The policy at `path` (the shipped one when None), parsed once per process."""
+    return parse(path or DEFAULT_POLICY)

@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from policies.loader import PolicyError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -305,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PermissionError as exc:  # a secret file with the wrong mode names itself and the fix
         print(f"steward: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:  # names the file and the problem
+        print(f"steward: policy: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     worker_grace_s: float = Field(
         30.0, ge=0, description="How long a stopping worker lets running activities finish."
     )
+    worker_task_queue_activities_per_second: float | None = Field(
+        None, gt=0, description="Server-enforced cap on a task queue's activity rate, across all workers."
+    )
     dev_tenant: str = "acme"
 
     # --- The LLM layer (docs/llm.md) ---
@@ -73,6 +76,7 @@ class Settings(BaseSettings):
     llm_requests_per_minute: int = Field(60, ge=1)
     llm_tokens_per_minute: int = Field(200_000, ge=1)
     llm_prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_LLM_PRICES))
+    llm_output_policy: Path | None = Field(None, description="Output policy YAML; the shipped one when unset.")
     sanctioned_countries: list[str] = Field(default_factory=lambda: list(DEFAULT_SANCTIONED_COUNTRIES))
 
     @property

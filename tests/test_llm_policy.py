@@ -38,3 +38,18 @@ def test_broken_policy_is_refused_naming_the_file_and_problem(tmp_path, text, me
     with pytest.raises(PolicyError) as raised:
         parse(path)
     assert str(path) in str(raised.value) and message in str(raised.value)
+
+
+def test_worker_refuses_to_start_with_a_broken_policy_naming_the_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "llm-output.yaml"
+    broken.write_text("version: 1\ndefaults: {max_chars: -5}\n")
+    env = {**os.environ, "STEWARD_LLM_OUTPUT_POLICY": str(broken), "STEWARD_TEMPORAL_PORT": "9"}
+    result = subprocess.run([sys.executable, "-m", "steward", "worker"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert str(broken) in result.stderr and "defaults/max_chars" in result.stderr
+    assert "Traceback" not in result.stderr

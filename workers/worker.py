@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from policies import output as output_policy
 from steward import temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -33,7 +34,8 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_workers(client: Client, catalog: Catalog, *, grace: timedelta) -> list[Worker]:
+def build_workers(client: Client, catalog: Catalog, *, grace: timedelta,
+                  task_queue_activities_per_second: float | None = None) -> list[Worker]:
     return [
         Worker(
             client,
@@ -42,6 +44,7 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta) -> list
             activities=catalog.activities_for(specs),
             workflow_runner=sandbox_runner(),
             graceful_shutdown_timeout=grace,
+            max_task_queue_activities_per_second=task_queue_activities_per_second,
         )
         for task_queue, specs in sorted(catalog.task_queues().items())
     ]
@@ -63,8 +66,13 @@ async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings) -> None:
     catalog = discover(settings.workflow_packages)
+    # A broken policy file stops the worker now, naming the file, rather than failing runs later.
+    output_policy.load(settings.llm_output_policy)
     client = await temporal_client.connect(settings)
-    workers = build_workers(client, catalog, grace=timedelta(seconds=settings.worker_grace_s))
+    workers = build_workers(
+        client, catalog, grace=timedelta(seconds=settings.worker_grace_s),
+        task_queue_activities_per_second=settings.worker_task_queue_activities_per_second,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

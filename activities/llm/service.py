@@ -60,7 +60,7 @@ def cost_usd(price: ModelPrice | None, input_tokens: int, output_tokens: int) ->
     return round(total / 1_000_000, 8)
 
 
-def check_answer(task: LlmTask, content: str) -> tuple[dict[str, Any] | None, list[str]]:
+def check_answer(task: LlmTask, content: str, policy: output_policy.OutputPolicy) -> tuple[dict[str, Any] | None, list[str]]:
     """Parse and validate one reply: JSON, then the task's schema, then the output policy."""
     try:
         answer = json.loads(content)
@@ -74,7 +74,7 @@ def check_answer(task: LlmTask, content: str) -> tuple[dict[str, Any] | None, li
     ][:MAX_VALIDATION_ERRORS]
     if problems:
         return None, problems
-    violations = output_policy.load().violations(task.name, answer)
+    violations = policy.violations(task.name, answer)
     return (None, violations) if violations else (answer, [])
 
 
@@ -84,7 +84,7 @@ class LlmService:
         self.provider = provider or build_provider(settings)
         self.prices = settings.llm_prices
         self._budgets: dict[str, ModelBudget] = {}
-        output_policy.load()  # a broken policy file fails the worker at start, not mid-run
+        self.policy = output_policy.load(settings.llm_output_policy)
 
     def budget(self, model: str) -> ModelBudget:
         if model not in self._budgets:
@@ -130,7 +130,7 @@ class LlmService:
         messages = list(prompt.messages)
         reply, latency = await self._call(task, request, messages, on_wait)
         self._account(record, reply, latency)
-        answer, problems = check_answer(task, reply.content)
+        answer, problems = check_answer(task, reply.content, self.policy)
         if problems:
             # One repair: the model sees exactly why its answer was refused.
             messages += [
@@ -139,7 +139,7 @@ class LlmService:
             ]
             reply, latency = await self._call(task, request, messages, on_wait)
             self._account(record, reply, latency)
-            answer, second_problems = check_answer(task, reply.content)
+            answer, second_problems = check_answer(task, reply.content, self.policy)
             record.validation = ValidationOutcome(valid=answer is not None, repaired=answer is not None,
                                                   errors=problems + second_problems)
             if answer is None:
