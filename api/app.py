@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
-from api.routes import health, runs, workflows
+from api.routes import approvals, health, runs, workflows
 from steward import __version__, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -82,6 +82,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(workflows.router)
     app.include_router(runs.router)
+    app.include_router(approvals.router)
     app.add_middleware(AccessLog)
     return app
 

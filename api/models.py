@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from activities.llm.models import LlmUsage
+from workflows.approvals import ApprovalState
 
 
 class RunStatus(str, Enum):
@@ -77,6 +78,7 @@ class RunDetail(RunSummary):
     result: dict[str, Any] | None = None
     error: RunError | None = None
     llm: LlmUsage | None = Field(None, description="Every LLM call of the run, with token and cost totals.")
+    approvals: list[ApprovalState] = Field(default_factory=list, description="Approvals asked for, with receipts.")
 
 
 class RunPage(BaseModel):

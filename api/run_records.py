@@ -24,6 +24,8 @@ from activities.llm.models import LlmUsage
 from api.errors import ApiError
 from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
 from steward import search_attributes as sa
+from workflows.approvals import MEMO_KEY as APPROVALS_MEMO_KEY
+from workflows.approvals import ApprovalState
 from workflows.llm_steps import MEMO_KEY as LLM_MEMO_KEY
 from workflows.spec import WorkflowSpec
 
@@ -112,6 +114,7 @@ async def detail_of(
     detail.callback_url = memo.get("callback_url")
     if memo.get(LLM_MEMO_KEY) is not None:
         detail.llm = LlmUsage.model_validate(memo[LLM_MEMO_KEY])
+    detail.approvals = [ApprovalState.model_validate(raw) for raw in memo.get(APPROVALS_MEMO_KEY) or ()]
     if not is_closed(description):
         return detail
     handle = client.get_workflow_handle(

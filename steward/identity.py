@@ -7,9 +7,13 @@ provider would put in its tokens, so nothing downstream cares who signed them.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import time
 from datetime import timedelta
+from typing import Any
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +40,7 @@ class Principal(BaseModel):
     sub: str = Field(pattern=IDENTIFIER_PATTERN)
     roles: tuple[str, ...] = Field(min_length=1)
     tenant: str = Field(pattern=IDENTIFIER_PATTERN)
+    groups: tuple[str, ...] = Field(default=(), description="Named groups, from the optional groups claim.")
 
 
 def parse_ttl(text: str) -> timedelta:
@@ -51,13 +56,15 @@ def parse_ttl(text: str) -> timedelta:
 
 def issue_token(secret: str, principal: Principal, ttl: timedelta, *, now: float | None = None) -> str:
     issued_at = int(now if now is not None else time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "sub": principal.sub,
         "roles": list(principal.roles),
         "tenant": principal.tenant,
         "iat": issued_at,
         "exp": issued_at + int(ttl.total_seconds()),
     }
+    if principal.groups:
+        claims["groups"] = list(principal.groups)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -82,4 +89,53 @@ def verify_token(token: str, secret: str) -> Principal:
         raise InvalidToken("token has no valid tenant claim")
     if not isinstance(claims["sub"], str) or not _IDENTIFIER.match(claims["sub"]):
         raise InvalidToken("token has no valid sub claim")
-    return Principal(sub=claims["sub"], roles=tuple(roles), tenant=tenant)
+    groups = claims.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise InvalidToken("token's groups claim is not a list of strings")
+    return Principal(sub=claims["sub"], roles=tuple(roles), tenant=tenant, groups=tuple(groups))
+
+
+# --- Signed identity assertions: how a verified principal travels to a workflow ---------------
+#
+# The API verifies the caller's token, then attaches an assertion of who the caller is to the
+# Temporal request, signed with a key derived from the platform secret. It is bound to one
+# workflow and one update id, so a copy lifted from history cannot vouch for another decision.
+# It carries no bearer credential: holding one grants nothing at the API.
+
+ASSERTION_VERSION = 1
+
+
+def assertion_key(platform_secret: str) -> bytes:
+    """A key used only for identity assertions, derived so it differs from the JWT secret."""
+    return hmac.new(platform_secret.encode(), b"steward identity assertion v1", hashlib.sha256).digest()
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_assertion(key: bytes, principal: Principal, *, workflow_id: str, update_id: str | None) -> dict[str, Any]:
+    body = {"v": ASSERTION_VERSION, "principal": principal.model_dump(mode="json"),
+            "workflow_id": workflow_id, "update_id": update_id}
+    return {**body, "sig": hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()}
+
+
+def verify_assertion(key: bytes, assertion: Any, *, workflow_id: str, update_id: str | None) -> Principal | None:
+    """The asserted principal when signature and binding check out; None otherwise."""
+    if not isinstance(assertion, dict) or not isinstance(assertion.get("sig"), str):
+        return None
+    body = {k: v for k, v in assertion.items() if k != "sig"}
+    expected = hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, assertion["sig"]):
+        return None
+    if body.get("v") != ASSERTION_VERSION or body.get("workflow_id") != workflow_id or body.get("update_id") != update_id:
+        return None
+    return principal_of(assertion)
+
+
+def principal_of(assertion: Any) -> Principal | None:
+    """The principal an assertion names, without checking it (only for already-verified ones)."""
+    try:
+        return Principal.model_validate(assertion["principal"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -2,8 +2,9 @@
 
 Connection details come from Temporal's envconfig (a TOML profile and TEMPORAL_* variables:
 address, namespace, TLS, API key) and fall back to the embedded dev server. Every client uses
-the same data converter, so what the API writes the worker reads, and the same tracing
-interceptor, so a trace runs from the HTTP request into the workflow's activities.
+the same data converter, so what the API writes the worker reads; the same tracing interceptor,
+so a trace runs from the HTTP request into the workflow's activities; and the identity
+interceptor, so the principal the API verified reaches the workflow (steward/identity_headers.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
+from steward.identity import assertion_key
+from steward.identity_headers import IdentityInterceptor
 from steward.settings import Settings
 
 DATA_CONVERTER: DataConverter = pydantic_data_converter
@@ -28,10 +31,15 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def interceptors(settings: Settings) -> list[Any]:
+    """Tracing, and the verified-principal headers (which workers built on the client inherit)."""
+    return [TracingInterceptor(), IdentityInterceptor(assertion_key(settings.jwt_signing_secret()))]
+
+
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     return await Client.connect(
         **connect_options(settings),
         data_converter=DATA_CONVERTER,
-        interceptors=[TracingInterceptor()],
+        interceptors=interceptors(settings),
         lazy=lazy,
     )

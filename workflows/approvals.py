@@ -1,0 +1,297 @@
+"""Human approvals for any workflow: verified approvers, separation of duties, quorum, a timeout
+ladder and receipts.
+
+A workflow inherits ApprovalsMixin and awaits `self.request_approval(ApprovalRequest(...))`.
+Decisions arrive as the `steward.decide` update. Its validator refuses, before anything reaches
+history, a caller without a verified identity (someone going around the API), of another tenant,
+without the required role or group, who requested the run, or who already voted. docs/approvals.md
+is the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from steward.search_attributes import APPROVAL_STATE
+
+with workflow.unsafe.imports_passed_through():
+    from steward.identity_headers import verified_caller
+
+DECIDE_UPDATE = "steward.decide"
+MEMO_KEY = "approvals"
+KEY_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+
+# ApplicationError types of refused decisions; the API maps them to 403 and 409.
+UNVERIFIED = "ApprovalUnverified"
+WRONG_TENANT = "ApprovalWrongTenant"
+ROLE_MISSING = "ApprovalRoleMissing"
+GROUP_MISSING = "ApprovalGroupMissing"
+SEPARATION_OF_DUTIES = "ApprovalSeparationOfDuties"
+NOT_PENDING = "ApprovalNotPending"
+ALREADY_VOTED = "ApprovalAlreadyVoted"
+FORBIDDEN_TYPES = (UNVERIFIED, WRONG_TENANT, ROLE_MISSING, GROUP_MISSING, SEPARATION_OF_DUTIES)
+CONFLICT_TYPES = (NOT_PENDING, ALREADY_VOTED)
+
+Decision = Literal["approve", "reject"]
+Status = Literal["pending", "approved", "rejected", "expired"]
+
+
+class LadderStep(BaseModel):
+    """What happens when nobody has decided `after` the request: remind, escalate, or decide."""
+
+    after: timedelta = Field(gt=timedelta(0))
+    action: Literal["remind", "escalate", "decide"]
+    to_roles: list[str] | None = Field(None, description="escalate: the roles that may decide from now on.")
+    decision: Decision | None = Field(None, description="decide: the decision taken.")
+    reason: str | None = Field(None, max_length=500, description="decide: why, recorded on the run.")
+
+    @model_validator(mode="after")
+    def action_has_its_fields(self) -> LadderStep:
+        if self.action == "escalate" and not self.to_roles:
+            raise ValueError("an escalate step needs to_roles")
+        if self.action == "decide" and (self.decision is None or not self.reason):
+            raise ValueError("a decide step needs a decision and a reason")
+        return self
+
+
+class ApprovalRequest(BaseModel):
+    key: str = Field("approval", pattern=KEY_PATTERN, description="Names this approval within the run.")
+    title: str = Field(max_length=200)
+    summary: str = Field(max_length=4000, description="What is being approved, in plain words.")
+    roles: list[str] = Field(default_factory=lambda: ["approver"], min_length=1,
+                             description="Any of these roles may decide.")
+    group: str | None = Field(None, description="When set, deciders must also be in this group.")
+    quorum: int = Field(1, ge=1, description="Approvals needed (N), from distinct people.")
+    voters: int | None = Field(None, ge=1, description="Votes that may be cast (M); default N.")
+    shown: dict[str, Any] = Field(default_factory=dict, description="The records the approver sees.")
+    ladder: list[LadderStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def quorum_fits(self) -> ApprovalRequest:
+        if self.voters is not None and self.voters < self.quorum:
+            raise ValueError(f"voters ({self.voters}) must be at least the quorum ({self.quorum})")
+        if [s.after for s in self.ladder] != sorted(s.after for s in self.ladder):
+            raise ValueError("ladder steps must be in order of `after`")
+        return self
+
+
+class DecisionInput(BaseModel):
+    decision: Decision
+    comment: str = Field("", max_length=2000)
+    approval_key: str | None = Field(None, description="Which approval, when a run has several pending.")
+
+
+class ApprovalReceipt(BaseModel):
+    run_id: str
+    approval_key: str
+    approver: str
+    roles: list[str]
+    tenant: str
+    decision: Decision
+    comment: str
+    decided_at: datetime
+    shown_sha256: str = Field(description="SHA-256 of exactly what was shown: title, summary and records.")
+    update_id: str
+    outcome: Status = Field(description="The approval's status right after this vote.")
+
+
+class ApprovalEvent(BaseModel):
+    at: datetime
+    kind: Literal["requested", "reminded", "escalated", "voted", "decided", "auto_decided"]
+    detail: str
+
+
+class ApprovalState(BaseModel):
+    key: str
+    title: str
+    summary: str
+    status: Status
+    roles: list[str]
+    group: str | None
+    quorum: int
+    voters: int
+    shown: dict[str, Any]
+    shown_sha256: str
+    requested_by: str
+    tenant: str
+    requested_at: datetime
+    waiting_since: datetime = Field(description="Since the request, or the last escalation.")
+    decided_by: list[str] = Field(default_factory=list, description="Approvers, or ['policy'] for the ladder.")
+    reason: str | None = None
+    auto_decision: Decision | None = Field(None, description="What the ladder decided, when it did.")
+    receipts: list[ApprovalReceipt] = Field(default_factory=list)
+    events: list[ApprovalEvent] = Field(default_factory=list)
+
+    def tally(self) -> tuple[int, int]:
+        approvals = sum(1 for r in self.receipts if r.decision == "approve")
+        return approvals, len(self.receipts) - approvals
+
+
+class ApprovalOutcome(BaseModel):
+    key: str
+    approved: bool
+    status: Status
+    decided_by: list[str]
+    reason: str | None
+    receipts: list[ApprovalReceipt]
+
+
+def shown_digest(title: str, summary: str, shown: dict[str, Any]) -> str:
+    canonical = json.dumps({"title": title, "summary": summary, "shown": shown}, sort_keys=True,
+                           separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ApprovalsMixin:
+    """Gives a workflow `request_approval` and the `steward.decide` update."""
+
+    @property
+    def _approvals(self) -> dict[str, ApprovalState]:
+        if not hasattr(self, "_steward_approvals"):
+            self._steward_approvals: dict[str, ApprovalState] = {}
+        return self._steward_approvals
+
+    async def request_approval(self, request: ApprovalRequest) -> ApprovalOutcome:
+        if request.key in self._approvals:
+            raise ApplicationError(f"approval {request.key!r} was already requested in this run",
+                                   type="ApprovalKeyReused", non_retryable=True)
+        now = workflow.now()
+        state = ApprovalState(
+            key=request.key, title=request.title, summary=request.summary, status="pending",
+            roles=list(request.roles), group=request.group, quorum=request.quorum,
+            voters=request.voters or request.quorum, shown=request.shown,
+            shown_sha256=shown_digest(request.title, request.summary, request.shown),
+            requested_by=workflow.memo_value("requested_by", ""), tenant=workflow.memo_value("tenant", ""),
+            requested_at=now, waiting_since=now,
+            events=[ApprovalEvent(at=now, kind="requested", detail=f"{request.title}: {', '.join(request.roles)}")],
+        )
+        self._approvals[request.key] = state
+        self._publish()
+
+        for step in [*request.ladder, None]:
+            if step is None:
+                await workflow.wait_condition(lambda: state.status != "pending")
+                break
+            remaining = step.after - (workflow.now() - state.requested_at)
+            try:
+                if remaining > timedelta(0):
+                    await workflow.wait_condition(lambda: state.status != "pending", timeout=remaining)
+                    break
+            except asyncio.TimeoutError:
+                pass
+            if state.status != "pending":
+                break
+            self._climb(state, step)
+            if state.status != "pending":
+                break
+        self._publish()
+        approved = state.status == "approved" or (state.status == "expired" and state.auto_decision == "approve")
+        return ApprovalOutcome(key=state.key, approved=approved, status=state.status, decided_by=state.decided_by,
+                               reason=state.reason, receipts=state.receipts)
+
+    def _climb(self, state: ApprovalState, step: LadderStep) -> None:
+        now = workflow.now()
+        if step.action == "remind":
+            state.events.append(ApprovalEvent(at=now, kind="reminded",
+                                              detail=f"still waiting for {', '.join(state.roles)}"))
+            workflow.logger.info("approval reminder", extra={"approval": state.key, "roles": state.roles})
+        elif step.action == "escalate":
+            assert step.to_roles is not None
+            state.events.append(ApprovalEvent(at=now, kind="escalated",
+                                              detail=f"from {', '.join(state.roles)} to {', '.join(step.to_roles)}"))
+            state.roles, state.waiting_since = list(step.to_roles), now
+            workflow.logger.info("approval escalated", extra={"approval": state.key, "roles": state.roles})
+        else:
+            state.status, state.decided_by, state.reason = "expired", ["policy"], step.reason
+            state.auto_decision = step.decision
+            state.events.append(ApprovalEvent(at=now, kind="auto_decided", detail=f"{step.decision}: {step.reason}"))
+            workflow.logger.info("approval decided by the ladder", extra={"approval": state.key})
+        self._publish()
+
+    # --- the decision update ------------------------------------------------------------------
+
+    def _target(self, approval_key: str | None) -> ApprovalState:
+        pending = [s for s in self._approvals.values() if s.status == "pending"]
+        if approval_key is not None:
+            pending = [s for s in pending if s.key == approval_key]
+        if not pending:
+            raise ApplicationError("nothing is waiting for a decision on this run", type=NOT_PENDING)
+        if len(pending) > 1:
+            raise ApplicationError("several approvals are pending: name one with approval_key", type=NOT_PENDING)
+        return pending[0]
+
+    @workflow.update(name=DECIDE_UPDATE)
+    async def steward_decide(self, request: DecisionInput) -> ApprovalReceipt:
+        caller = verified_caller()
+        assert caller is not None  # the validator accepted this update
+        state = self._target(request.approval_key)
+        info = workflow.info()
+        receipt = ApprovalReceipt(
+            run_id=info.workflow_id, approval_key=state.key, approver=caller.sub, roles=list(caller.roles),
+            tenant=caller.tenant, decision=request.decision, comment=request.comment,
+            decided_at=workflow.now(), shown_sha256=state.shown_sha256,
+            update_id=workflow.current_update_info().id, outcome="pending",  # type: ignore[union-attr]
+        )
+        state.receipts.append(receipt)
+        state.events.append(ApprovalEvent(at=receipt.decided_at, kind="voted", detail=f"{caller.sub}: {request.decision}"))
+        approvals, rejections = state.tally()
+        if approvals >= state.quorum:
+            state.status = "approved"
+        elif rejections > state.voters - state.quorum:
+            state.status = "rejected"
+        if state.status != "pending":
+            deciding = "approve" if state.status == "approved" else "reject"
+            state.decided_by = [r.approver for r in state.receipts if r.decision == deciding]
+            state.events.append(ApprovalEvent(at=receipt.decided_at, kind="decided",
+                                              detail=f"{state.status} by {', '.join(state.decided_by)}"))
+        receipt.outcome = state.status
+        self._publish()
+        return receipt
+
+    @steward_decide.validator
+    def _validate_steward_decide(self, request: DecisionInput) -> None:
+        caller = verified_caller()
+        if caller is None:
+            raise ApplicationError("the decision carries no verified identity; decide through the Steward API",
+                                   type=UNVERIFIED)
+        state = self._target(request.approval_key)
+        if caller.tenant != state.tenant:
+            raise ApplicationError("this run belongs to another tenant", type=WRONG_TENANT)
+        if not set(caller.roles) & set(state.roles):
+            raise ApplicationError(f"deciding needs one of the roles: {', '.join(state.roles)}", type=ROLE_MISSING)
+        if state.group is not None and state.group not in caller.groups:
+            raise ApplicationError(f"deciding needs membership of the group {state.group!r}", type=GROUP_MISSING)
+        if caller.sub == state.requested_by:
+            raise ApplicationError("separation of duties: you requested this run, so someone else must decide",
+                                   type=SEPARATION_OF_DUTIES)
+        if any(r.approver == caller.sub for r in state.receipts):
+            raise ApplicationError("you have already voted on this approval", type=ALREADY_VOTED)
+
+    # --- what operators and the API see -------------------------------------------------------
+
+    def _publish(self) -> None:
+        states = list(self._approvals.values())
+        pending = [s for s in states if s.status == "pending"]
+        overall = "pending" if pending else states[-1].status
+        workflow.upsert_search_attributes([APPROVAL_STATE.value_set(overall)])
+        workflow.upsert_memo({MEMO_KEY: [s.model_dump(mode="json") for s in states]})
+        if pending:
+            s = pending[0]
+            approvals, _ = s.tally()
+            workflow.set_current_details(
+                f"Waiting for approval '{s.title}' by {' or '.join(s.roles)} "
+                f"({approvals} of {s.quorum} approvals) since {s.waiting_since:%Y-%m-%d %H:%M} UTC"
+            )
+        else:
+            last = states[-1]
+            who = ", ".join(last.decided_by) or "nobody"
+            workflow.set_current_details(f"Approval '{last.title}': {last.status} by {who}")
+
