@@ -7,8 +7,11 @@ truth, and visibility lets lists be filtered server-side.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -16,8 +19,11 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
+    WorkflowHandle,
 )
-from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError
+from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
+# Not the builtin TimeoutError, which asyncio raises: keep the names apart.
+from temporalio.exceptions import TimeoutError as RunTimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.llm.models import LlmUsage
@@ -99,35 +105,47 @@ def _error_of(failure: BaseException) -> RunError:
         return RunError(type=failure.type or "ApplicationError", message=failure.message)
     if isinstance(failure, TerminatedError):
         return RunError(type="Terminated", message=failure.message or "run was terminated")
-    if isinstance(failure, TimeoutError):
+    if isinstance(failure, RunTimedOut):
         return RunError(type="TimedOut", message="run exceeded its execution timeout")
     if isinstance(failure, CancelledError):
         return RunError(type="Cancelled", message="run was cancelled")
     return RunError(type=type(failure).__name__, message=str(failure))
 
 
+async def _outcome(handle: WorkflowHandle[Any, Any]) -> tuple[dict[str, Any] | None, RunError | None]:
+    """A closed run's result or error (one long-poll on its history)."""
+    try:
+        result = await handle.result(follow_runs=False)
+    except WorkflowFailureError as exc:
+        return None, _error_of(exc.cause)
+    return (result.model_dump(mode="json") if hasattr(result, "model_dump") else {"value": result}), None
+
+
 async def detail_of(
-    client: Client, description: WorkflowExecutionDescription, spec: WorkflowSpec | None
+    client: Client, description: WorkflowExecutionDescription, spec: WorkflowSpec | None,
+    *, wait: timedelta | None = None,
 ) -> RunDetail:
+    """The run's details. With `wait`, first wait up to that long for a running run to end: one
+    request where a client would otherwise poll."""
+    handle = client.get_workflow_handle(
+        description.id, run_id=description.run_id, result_type=spec.output_model if spec else None
+    )
+    outcome = None
+    if wait and not is_closed(description):
+        try:
+            outcome = await asyncio.wait_for(_outcome(handle), wait.total_seconds())
+        except TimeoutError:
+            pass
+        else:
+            description = await handle.describe()  # the closed run's status, stage and times
     detail = RunDetail(**summary_of(description).model_dump())
     memo = await description.memo()
     detail.callback_url = memo.get("callback_url")
     if memo.get(LLM_MEMO_KEY) is not None:
         detail.llm = LlmUsage.model_validate(memo[LLM_MEMO_KEY])
     detail.approvals = [ApprovalState.model_validate(raw) for raw in memo.get(APPROVALS_MEMO_KEY) or ()]
-    if not is_closed(description):
-        return detail
-    handle = client.get_workflow_handle(
-        description.id,
-        run_id=description.run_id,
-        result_type=spec.output_model if spec else None,
-    )
-    try:
-        result = await handle.result(follow_runs=False)
-    except WorkflowFailureError as exc:
-        detail.error = _error_of(exc.cause)
-    else:
-        detail.result = result.model_dump(mode="json") if hasattr(result, "model_dump") else {"value": result}
+    if is_closed(description):
+        detail.result, detail.error = outcome or await _outcome(handle)
     return detail
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.support import eventually, wait_for_run
@@ -119,3 +120,27 @@ async def test_list_rejects_bad_page_size_status_workflow_and_token(http, auth):
     bad_token = await http.get("/v1/runs", params={"next_page_token": "%%%"}, headers=auth())
     assert bad_token.status_code == 400
     assert bad_token.json()["error"]["code"] == "bad_request"
+
+
+async def test_get_with_wait_answers_as_soon_as_the_run_ends(http, auth, gate):
+    run_id = await start(http, auth(), "test-gated", gate)
+    await eventually(lambda: _exists(gate["started_file"]), "the activity to start")
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.2)
+        Path(gate["release_file"]).touch()
+
+    releaser = asyncio.create_task(release_soon())
+    response = await http.get(f"/v1/runs/{run_id}", params={"wait": 50}, headers=auth())
+    await releaser
+    run = response.json()
+    assert (run["status"], run["result"], run["stage"]) == ("completed", {"attempts": 1}, "waiting-for-release")
+    assert run["closed_at"] is not None
+
+
+async def test_get_with_wait_on_a_run_that_stays_open_returns_it_running(http, auth, gate):
+    run_id = await start(http, auth(), "test-gated", gate)
+    response = await http.get(f"/v1/runs/{run_id}", params={"wait": 0.5}, headers=auth())
+    assert response.status_code == 200 and response.json()["status"] == "running"
+    assert (await http.get(f"/v1/runs/{run_id}", params={"wait": 51}, headers=auth())).status_code == 422
+    await http.post(f"/v1/runs/{run_id}/cancel", headers=auth())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -24,6 +25,8 @@ from api.run_records import (
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 MAX_PAGE_SIZE = 100
+# Long enough to spare a client most polling; short enough for proxies' idle timeouts (often 60 s).
+MAX_WAIT_S = 50
 DEFAULT_PAGE_SIZE = 20
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)}
 
@@ -58,9 +61,17 @@ async def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=_ERRORS)
-async def get_run(run_id: str, principal: CurrentPrincipal, client: ClientDep, catalog: CatalogDep) -> RunDetail:
+async def get_run(
+    run_id: str,
+    principal: CurrentPrincipal,
+    client: ClientDep,
+    catalog: CatalogDep,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for a running run to end "
+                                 "before answering; it answers as soon as the run ends.")] = 0,
+) -> RunDetail:
     description = await describe_for_tenant(client, run_id, principal.tenant)
-    return await detail_of(client, description, catalog.get(description.workflow_type))
+    return await detail_of(client, description, catalog.get(description.workflow_type),
+                           wait=timedelta(seconds=wait) if wait else None)
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=CancelAccepted, responses=_ERRORS)
