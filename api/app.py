@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 import uvicorn
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -72,7 +73,9 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         log.info("api started", temporal=settings.temporal_address, workflows=sorted(app.state.catalog.specs))
         yield
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI's own docs pages, with their assets served locally instead of from a
+    # CDN, so /docs and /redoc work on a machine without internet.
+    app = FastAPIOffline(
         title="Steward",
         version=__version__,
         summary="Durable AI business workflows on Temporal.",
