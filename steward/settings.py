@@ -7,8 +7,10 @@ reference for each field.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
 JWT_SECRET_FILE = "jwt-secret"
+WEBHOOK_SECRET_FILE = "webhook-secret"
 # A secret file readable by anyone else on the machine is no secret.
 SECRET_FILE_MODE = 0o600
 
@@ -35,6 +38,8 @@ DEFAULT_LLM_PRICES = {
 }
 # Countries under comprehensive sanctions programmes; a compliance team sets its own list.
 DEFAULT_SANCTIONED_COUNTRIES = ["CU", "IR", "KP", "SY"]
+# Jurisdictions under a call for action or increased monitoring; again a team's own list in practice.
+DEFAULT_HIGH_RISK_COUNTRIES = ["KP", "IR", "MM"]
 
 
 class Settings(BaseSettings):
@@ -79,6 +84,21 @@ class Settings(BaseSettings):
     llm_output_policy: Path | None = Field(None, description="Output policy YAML; the shipped one when unset.")
     sanctioned_countries: list[str] = Field(default_factory=lambda: list(DEFAULT_SANCTIONED_COUNTRIES))
 
+    # --- Compliance reviews (docs/workflows/compliance-documentation.md) ---
+    high_risk_countries: list[str] = Field(default_factory=lambda: list(DEFAULT_HIGH_RISK_COUNTRIES))
+    compliance_confidence_threshold: float = Field(
+        0.7, ge=0, le=1, description="A classification less confident than this goes to a person."
+    )
+
+    # --- Notifications (signed webhooks, Standard Webhooks) ---
+    notify_webhook_url: str | None = Field(None, description="Also notified of every run's outcome.")
+    notify_webhook_secret: SecretStr | None = Field(
+        None, description="whsec_... signing secret; generated into the data dir when unset."
+    )
+    notify_allow_private_networks: bool = Field(
+        False, description="Allow webhook targets on loopback/private addresses (development only)."
+    )
+
     @property
     def temporal_db_path(self) -> Path:
         return self.data_dir / "temporal.db"
@@ -110,6 +130,16 @@ class Settings(BaseSettings):
         return f"http://127.0.0.1:{self.ui_port}" if self.uses_embedded_temporal else None
 
     @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    def webhook_signing_secret(self) -> str:
+        """The whsec_ secret: STEWARD_NOTIFY_WEBHOOK_SECRET, else the data dir's, created on first use."""
+        if self.notify_webhook_secret is not None:
+            return self.notify_webhook_secret.get_secret_value()
+        return read_or_create_secret_file(self.data_dir / WEBHOOK_SECRET_FILE, webhook_secret)
+
+    @property
     def llm_provider_in_use(self) -> Literal["openai", "offline"]:
         if self.llm_provider != "auto":
             return self.llm_provider
@@ -128,8 +158,13 @@ class Settings(BaseSettings):
         return read_or_create_secret_file(self.data_dir / JWT_SECRET_FILE)
 
 
-def read_or_create_secret_file(path: Path) -> str:
-    """Return the secret stored at `path`, creating it (mode 0600) if it does not exist.
+def webhook_secret() -> str:
+    """A Standard Webhooks secret: whsec_ and 32 random bytes, base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def read_or_create_secret_file(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
+    """Return the secret stored at `path`, creating it (mode 0600) with `make()` if it does not exist.
 
     Creation uses O_EXCL so two processes starting at once agree on one secret.
     """
@@ -139,7 +174,7 @@ def read_or_create_secret_file(path: Path) -> str:
     except FileExistsError:
         return read_secret_file(path)
     with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(48))
+        f.write(make())
     return read_secret_file(path)
 
 

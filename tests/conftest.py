@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
-from steward import search_attributes
+from steward import runtime, search_attributes
 from steward.devserver import SQLITE_PRAGMAS, temporal_binary
 from steward.identity import Principal, assertion_key, issue_token
 from steward.identity_headers import IdentityInterceptor
@@ -80,15 +80,20 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, temporal_env: WorkflowEnvironment) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, temporal_env: WorkflowEnvironment) -> Iterator[Settings]:
     host, port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)
-    return Settings(
+    settings = Settings(
         data_dir=tmp_path_factory.mktemp("steward-data"),
         temporal_port=int(port),
         api_port=free_port(),
         jwt_secret=TEST_SECRET,
         workflow_packages=FIXTURE_PACKAGES,
+        # Webhook receivers in tests listen on loopback.
+        notify_allow_private_networks=True,
     )
+    runtime.configure(settings)  # what the in-process worker's activities read
+    yield settings
+    runtime.configure(None)
 
 
 @pytest.fixture(scope="session")

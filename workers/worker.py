@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from policies import output as output_policy
-from steward import temporal_client
+from steward import runtime, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
 from workflows.catalog import Catalog, discover
@@ -65,6 +65,7 @@ async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    runtime.configure(settings)  # what this worker's activities read
     catalog = discover(settings.workflow_packages)
     # A broken policy file stops the worker now, naming the file, rather than failing runs later.
     output_policy.load(settings.llm_output_policy)

@@ -26,6 +26,7 @@ from activities.llm.ratelimit import ModelBudget
 from activities.llm.screening import screen
 from activities.llm.tasks import TASKS, LlmTask, render
 from policies import output as output_policy
+from steward import runtime
 from steward.logs import get_logger
 from steward.settings import ModelPrice, Settings
 
@@ -179,11 +180,11 @@ _service: LlmService | None = None
 def get_service() -> LlmService:
     global _service
     if _service is None:
-        _service = LlmService(Settings())
+        _service = LlmService(runtime.settings())
     return _service
 
 
 def configure(settings: Settings | None, provider: Provider | None = None) -> None:
-    """Replace the process's service (None: rebuild from the environment on next use)."""
+    """Replace the process's service (None: rebuild from steward.runtime's settings on next use)."""
     global _service
     _service = None if settings is None else LlmService(settings, provider)

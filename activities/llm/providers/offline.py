@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 
+from activities.compliance.reference import HARD_TO_VERIFY_FUNDS, UNDISCLOSED_FUNDS, income_consistency
 from activities.llm.models import LlmTaskRequest
 from activities.llm.providers.base import ProviderReply
 from activities.llm.tasks import LlmTask
@@ -34,21 +35,6 @@ INCOME_INCONSISTENT_POINTS = 25
 MINOR_POINTS = 25
 DOCUMENT_INDICATOR_POINTS = 10
 DOCUMENT_INDICATOR_CAP = 30
-# An income above this multiple of an occupation's typical ceiling is inconsistent with it.
-INCOME_TOLERANCE = 3
-
-UNDISCLOSED_FUNDS = {"", "undisclosed", "unknown", "not disclosed", "prefer not to say", "n/a", "none"}
-HARD_TO_VERIFY_FUNDS = ("gift", "inheritance", "crypto", "gambling", "lottery", "loan from friend")
-# Typical ceiling of annual income per occupation keyword (any currency unit the caller uses
-# consistently). Unknown occupations draw no inference.
-TYPICAL_INCOME_CEILING = {
-    "student": 30_000, "intern": 30_000, "unemployed": 20_000, "retired": 80_000,
-    "cashier": 45_000, "waiter": 40_000, "waitress": 40_000, "driver": 70_000, "clerk": 60_000,
-    "teacher": 90_000, "nurse": 110_000, "engineer": 250_000, "developer": 250_000,
-    "accountant": 200_000, "doctor": 500_000, "physician": 500_000, "surgeon": 700_000,
-    "lawyer": 500_000, "executive": 2_000_000, "director": 1_500_000, "entrepreneur": 5_000_000,
-    "business owner": 5_000_000,
-}
 DOCUMENT_INDICATORS = (
     "shell company", "offshore", "nominee", "bearer share", "sanction", "money laundering", "fraud",
     "embezzle", "bribe", "tax haven", "politically exposed",
@@ -77,8 +63,7 @@ def _risk_classification(request: LlmTaskRequest, sanctioned: frozenset[str]) ->
 
     occupation = str(facts.get("occupation") or "").strip().lower()
     income = facts.get("annual_income")
-    ceiling = next((v for k, v in TYPICAL_INCOME_CEILING.items() if k in occupation), None)
-    if ceiling is not None and isinstance(income, int | float) and income > ceiling * INCOME_TOLERANCE:
+    if isinstance(income, int | float) and income_consistency(occupation, income) == "inconsistent":
         signals.append((INCOME_INCONSISTENT_POINTS,
                         f"Declared income {income:,.0f} is inconsistent with the occupation {occupation!r}."))
 

@@ -1,0 +1,111 @@
+"""Storing and reading run artifacts.
+
+`ArtifactStore` is the interface; `FileArtifactStore` keeps files under the data dir
+(`<data_dir>/artifacts/<run id>/<name>`, with a metadata file beside each). An S3-compatible store
+implements the same three methods. Writes are atomic (temp file, fsync, rename), so a reader never
+sees half a file, and a retried activity's second write replaces the first whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from steward import runtime
+
+# Run ids and artifact names become path segments: no separators, no dot-dot, bounded length.
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_META_SUFFIX = ".meta.json"
+
+
+class ArtifactRef(BaseModel):
+    """What a workflow keeps of an artifact: never the bytes."""
+
+    name: str
+    content_type: str
+    size: int = Field(ge=0)
+    sha256: str
+
+
+class ArtifactNotFound(Exception):
+    pass
+
+
+class ArtifactCorrupted(Exception):
+    """The stored bytes no longer match the digest recorded when they were written."""
+
+
+def check_segment(value: str, what: str) -> str:
+    if not _SAFE.match(value) or ".." in value or value.endswith(_META_SUFFIX):
+        raise ValueError(f"{what} {value!r} is not a safe artifact path segment")
+    return value
+
+
+class ArtifactStore(Protocol):
+    def put(self, run_id: str, name: str, data: bytes, content_type: str) -> ArtifactRef: ...
+
+    def read(self, run_id: str, name: str) -> tuple[ArtifactRef, bytes]: ...
+
+    def list(self, run_id: str) -> list[ArtifactRef]: ...
+
+
+class FileArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, run_id: str) -> Path:
+        return self.root / check_segment(run_id, "run id")
+
+    def put(self, run_id: str, name: str, data: bytes, content_type: str) -> ArtifactRef:
+        check_segment(name, "artifact name")
+        ref = ArtifactRef(name=name, content_type=content_type, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        directory = self._dir(run_id)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_atomically(directory / name, data)
+        _write_atomically(directory / f"{name}{_META_SUFFIX}", ref.model_dump_json().encode())
+        return ref
+
+    def read(self, run_id: str, name: str) -> tuple[ArtifactRef, bytes]:
+        path = self._dir(run_id) / check_segment(name, "artifact name")
+        meta = path.with_name(f"{name}{_META_SUFFIX}")
+        try:
+            ref = ArtifactRef.model_validate_json(meta.read_bytes())
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"run {run_id!r} has no artifact {name!r}") from None
+        if hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise ArtifactCorrupted(f"artifact {name!r} of run {run_id!r} does not match its recorded SHA-256")
+        return ref, data
+
+    def list(self, run_id: str) -> list[ArtifactRef]:
+        directory = self._dir(run_id)
+        if not directory.is_dir():
+            return []
+        return sorted((ArtifactRef.model_validate_json(p.read_bytes()) for p in directory.glob(f"*{_META_SUFFIX}")),
+                      key=lambda r: r.name)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def default_store() -> ArtifactStore:
+    """The store of this process's settings (steward.runtime)."""
+    return FileArtifactStore(runtime.settings().artifacts_dir)
+

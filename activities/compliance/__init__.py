@@ -1,0 +1,1 @@
+"""Compliance review steps that are neither LLM calls nor reports: normalising applicant data."""
