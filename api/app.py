@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 import structlog
 import uvicorn
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
+from api import inbox
 from api.errors import install_error_handlers
-from api.routes import approvals, health, runs, workflows
+from api.routes import approvals, artifacts, health, runs, workflows
 from steward import __version__, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -86,6 +88,9 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(workflows.router)
     app.include_router(runs.router)
     app.include_router(approvals.router)
+    app.include_router(artifacts.router)
+    app.include_router(inbox.router)
+    app.mount(inbox.STATIC_PATH, StaticFiles(directory=inbox.STATIC_DIR), name="inbox-static")
     app.add_middleware(AccessLog)
     return app
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from activities.artifacts.store import ArtifactRef
 from activities.llm.models import LlmUsage
 from workflows.approvals import ApprovalState
 
@@ -79,6 +80,12 @@ class RunDetail(RunSummary):
     error: RunError | None = None
     llm: LlmUsage | None = Field(None, description="Every LLM call of the run, with token and cost totals.")
     approvals: list[ApprovalState] = Field(default_factory=list, description="Approvals asked for, with receipts.")
+    artifacts: list[ArtifactRef] = Field(
+        default_factory=list, description="Files the run produced: GET /v1/runs/{id}/artifacts/{name}."
+    )
+    notifications: list[dict[str, Any]] = Field(
+        default_factory=list, description="Webhook deliveries, each delivered or recorded as undelivered."
+    )
 
 
 class RunPage(BaseModel):

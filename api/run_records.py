@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.exceptions import TimeoutError as RunTimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.artifacts.store import ArtifactRef
 from activities.llm.models import LlmUsage
 from api.errors import ApiError
 from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
@@ -51,6 +52,9 @@ _VISIBILITY_STATUS = {
     RunStatus.timed_out: "TimedOut",
 }
 APPROVAL_PENDING = "pending"
+# Where a run records its artifacts (name, content type, size, SHA-256): never the bytes.
+ARTIFACTS_MEMO_KEY = "artifacts"
+NOTIFICATIONS_MEMO_KEY = "notifications"
 
 
 def run_link(run_id: str) -> RunLinks:
@@ -144,6 +148,8 @@ async def detail_of(
     if memo.get(LLM_MEMO_KEY) is not None:
         detail.llm = LlmUsage.model_validate(memo[LLM_MEMO_KEY])
     detail.approvals = [ApprovalState.model_validate(raw) for raw in memo.get(APPROVALS_MEMO_KEY) or ()]
+    detail.artifacts = [ArtifactRef.model_validate(raw) for raw in memo.get(ARTIFACTS_MEMO_KEY) or ()]
+    detail.notifications = list(memo.get(NOTIFICATIONS_MEMO_KEY) or ())
     if is_closed(description):
         detail.result, detail.error = outcome or await _outcome(handle)
     return detail
