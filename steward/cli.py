@@ -231,6 +231,32 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approvals_list(args: argparse.Namespace) -> int:
+    inbox = _api_call(args, "GET", "/v1/approvals")
+    if args.json:
+        _print_json(inbox)
+        return 0
+    if not inbox["approvals"]:
+        print("Nothing is waiting for your decision.")
+    for item in inbox["approvals"]:
+        print(f"{item['run_id']:<60} {item['title']}  (requested by {item['requested_by']}, "
+              f"{item['approvals']} of {item['quorum']} approvals, waiting since {item['waiting_since']})")
+    return 0
+
+
+def cmd_approvals_decide(args: argparse.Namespace) -> int:
+    body = {"decision": args.decision, "comment": args.comment or ""}
+    _print_json(_api_call(args, "POST", f"/v1/runs/{args.id}/approvals", json=body))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from steward.demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, args.api_url or settings.api_url)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from steward.bench import main as bench_main
 
@@ -287,6 +313,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callback-url")
     p.add_argument("--idempotency-key")
     runs_parser("cancel", "cancel a run", cmd_runs_cancel).add_argument("id")
+
+    approvals = sub.add_parser("approvals", help="your approval inbox, and deciding through the HTTP API")
+    approvals_sub = approvals.add_subparsers(dest="approvals_command", required=True)
+    p = approvals_sub.add_parser("list", help="approvals waiting for your decision")
+    p.add_argument("--json", action="store_true", help="print the raw inbox")
+    p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
+    p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
+    p.set_defaults(func=cmd_approvals_list)
+    p = approvals_sub.add_parser("decide", help="approve or reject a run's pending approval")
+    p.add_argument("id", help="the run id")
+    p.add_argument("decision", choices=["approve", "reject"])
+    p.add_argument("--comment", help="why; kept in the receipt and the report")
+    p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
+    p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
+    p.set_defaults(func=cmd_approvals_decide)
+
+    demo = sub.add_parser("demo", help="start a clear and a flagged compliance review on a running Steward")
+    demo.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
+    _add_server_flags(demo, "--data-dir")
+    demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="compare starting runs via raw Temporal and via the API")
     bench.add_argument("--runs", type=int, default=200, help="runs per path (default 200)")

@@ -82,9 +82,9 @@ async def test_dropped_in_module_appears_in_catalog_and_runs(client, settings, d
         assert run["result"] == {"greeting": "Welcome, Ada"}
 
 
-def test_builtin_catalog_holds_document_fingerprint_and_the_hidden_benchmark():
+def test_builtin_catalog_lists_the_workflows_and_hides_the_benchmark():
     catalog = discover()
-    assert [s.name for s in catalog.listed()] == ["document-fingerprint"]
+    assert [s.name for s in catalog.listed()] == ["compliance-documentation", "document-fingerprint"]
     assert catalog.get("steward-benchmark").listed is False
 
 

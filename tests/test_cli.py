@@ -111,3 +111,34 @@ def test_misconfiguration_is_one_line_naming_the_problem_not_a_traceback(tmp_pat
         result = run_cli("token", "--sub", "a", "--role", "operator", env={**base, **env})
         assert result.returncode == 2, (env, result.stderr)
         assert expected in result.stderr and "Traceback" not in result.stderr, (env, result.stderr)
+
+
+async def test_demo_starts_a_cleared_and_a_flagged_review_and_says_how_to_decide(capsys, api_url, settings, http):
+    from steward.demo import run_demo
+
+    code = await asyncio.to_thread(run_demo, settings, api_url)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "status completed, decision approved by policy, risk low" in out
+    assert "status waiting_for_approval, stage review" in out
+    assert f"{api_url}/inbox" in out and "approvals decide" in out and "separation of duties" in out
+
+
+async def test_approvals_commands_list_and_decide_through_the_api(capsys, api_url, auth, http):
+    from tests.test_approvals import start_approval
+
+    run_id = await start_approval(http, auth)
+    token = auth(sub="bob", roles=("approver",))["Authorization"].removeprefix("Bearer ")
+    common = ["--token", token, "--api-url", api_url]
+
+    async def listed() -> bool:
+        code, out, _ = await cli(capsys, "approvals", "list", *common)
+        return code == 0 and run_id in out
+
+    from tests.support import eventually
+    await eventually(listed, "the run in bob's inbox")
+    code, out, err = await cli(capsys, "approvals", "decide", run_id, "approve", "--comment", "checked", *common)
+    assert code == 0, err
+    assert json.loads(out)["outcome"] == "approved" and json.loads(out)["comment"] == "checked"
+    code, _, err = await cli(capsys, "approvals", "decide", run_id, "approve", *common)
+    assert code == 2 and "409" in err
