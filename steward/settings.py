@@ -53,6 +53,30 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 signing secret; generated into the data dir when unset."
     )
+    # --- Authentication (docs/security.md) ---
+    jwks_url: str | None = Field(None, description="Identity provider's JWKS: RS256/ES256 tokens are verified with it.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` of tokens, when set.")
+    jwt_audience: str | None = Field(None, description="Required `aud` of tokens, when set.")
+    jwt_leeway_s: int = Field(30, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat.")
+    jwks_cache_s: int = Field(300, ge=0, description="How long fetched signing keys are trusted before a refetch.")
+    rbac_policy: Path | None = Field(None, description="Role policy YAML; the shipped policies/rbac.yaml when unset.")
+
+    # --- Encryption at rest ---
+    encryption_keys: SecretStr | None = Field(
+        None, description="kid:base64-32-byte-key pairs, comma-separated; the first encrypts, all decrypt."
+    )
+    encryption_key_file: Path | None = Field(
+        None, description="File (mode 0600) holding the same; <data_dir>/encryption-keys, generated, when unset."
+    )
+    codec_cors_origin: str | None = Field(None, description="Origin allowed to call /codec; the embedded UI's when unset.")
+
+    # --- Abuse limits ---
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    llm_daily_spend_cap_usd: float | None = Field(
+        50.0, ge=0, description="Per tenant and UTC day; beyond it steps go to human review. Unset: no cap."
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     namespace: str = "default"
     # Extra importable packages scanned for workflow modules, beside the built-in `workflows`.
