@@ -16,7 +16,9 @@ from temporalio.client import Client
 
 from api import inbox
 from api.errors import install_error_handlers
-from api.routes import approvals, artifacts, health, runs, workflows
+from api.limits import BodySizeLimit, PrincipalRateLimit, v1_rate_limit
+from api.routes import approvals, artifacts, codec, health, runs, workflows
+from policies import rbac
 from steward import __version__, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -68,6 +70,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        rbac.check_startup(settings)  # a broken role policy stops start-up, naming file and line
         app.state.catalog = discover(settings.workflow_packages)
         app.state.jwt_secret = settings.jwt_signing_secret()
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
@@ -85,17 +88,24 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(workflows.router)
-    app.include_router(runs.router)
-    app.include_router(approvals.router)
-    app.include_router(artifacts.router)
+    # Every /v1 router counts against one per-principal budget; probes and the inbox page do not.
+    # One limiter for the whole API: /v1 routers count through it, /codec after its own sign-in.
+    app.state.rate_limit = PrincipalRateLimit(settings.rate_limit_per_minute)
+    v1_limits = v1_rate_limit(app.state.rate_limit)
+    app.include_router(workflows.router, dependencies=v1_limits)
+    app.include_router(runs.router, dependencies=v1_limits)
+    app.include_router(approvals.router, dependencies=v1_limits)
+    app.include_router(artifacts.router, dependencies=v1_limits)
+    app.include_router(codec.router)
     app.include_router(inbox.router)
     app.mount(inbox.STATIC_PATH, StaticFiles(directory=inbox.STATIC_DIR), name="inbox-static")
-    app.add_middleware(AccessLog)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)  # added last, so outermost: refused bodies are logged too
     return app
 
 
 def serve(settings: Settings) -> None:
+    rbac.check_startup(settings)  # fail here, so `steward api` prints one line and exits 2
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

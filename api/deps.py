@@ -1,25 +1,33 @@
 """Dependencies every route shares: settings, the Temporal client, the catalog, the caller.
 
-`CurrentPrincipal` is the single place a request's identity is established. Authorization
-(the role-based policy) plugs in as dependencies that take a CurrentPrincipal.
+`CurrentPrincipal` is the single place a request's identity is established: a bearer JWT
+(HS256 with the local secret, or RS256/ES256 from the identity provider's JWKS) or a Steward API
+key (`stw_...`). Authorization is `require(action)`: a dependency that takes a CurrentPrincipal
+and checks the role-based policy (policies/rbac.yaml), answering 403 naming the missing permission.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
-from steward.identity import InvalidToken, Principal, verify_token
+from policies import rbac
+from steward import apikeys
+from steward.identity import InvalidToken, JwksKeys, Principal, TokenVerifier
+from steward.logs import get_logger
 from steward.settings import Settings
 from workflows.catalog import Catalog
 
-_bearer = HTTPBearer(auto_error=False, description="A Steward JWT: `steward token --help`.")
+_bearer = HTTPBearer(auto_error=False, description="A JWT (`steward token --help`) or an API key (`steward apikey`).")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+log = get_logger(__name__)
 
 
 # Every dependency is async: FastAPI runs sync ones in a thread pool, a hop per dependency per
@@ -41,15 +49,37 @@ ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 
 
-# Async also keeps the log context bound here on the request's own task.
+def _token_verifier(app: FastAPI) -> TokenVerifier:
+    """The app's verifier, built on first use: its JWKS cache must live as long as the app."""
+    verifier = getattr(app.state, "token_verifier", None)
+    if verifier is None:
+        settings: Settings = app.state.settings
+        jwks = JwksKeys(settings.jwks_url, settings.jwks_cache_s) if settings.jwks_url else None
+        verifier = app.state.token_verifier = TokenVerifier(
+            app.state.jwt_secret, jwks=jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            leeway_s=settings.jwt_leeway_s,
+        )
+    return verifier
+
+
 async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
         raise ApiError(401, "unauthenticated", "a bearer token is required", headers=_CHALLENGE)
+    return await principal_from_token(request, credentials.credentials)
+
+
+# Async also keeps the log context bound here on the request's own task.
+async def principal_from_token(request: Request, token: str) -> Principal:
+    """The principal a bearer credential (JWT or API key) names, or 401. For routes that take
+    the credential from somewhere other than the Authorization header (the /codec session)."""
     try:
-        principal = verify_token(credentials.credentials, request.app.state.jwt_secret)
+        if apikeys.looks_like_key(token):
+            principal = apikeys.store(request.app.state.settings.data_dir).verify(token)
+        else:
+            principal = await _token_verifier(request.app).verify(token)
     except InvalidToken as exc:
         raise ApiError(401, "unauthenticated", str(exc), headers=_CHALLENGE) from None
     structlog.contextvars.bind_contextvars(principal=principal.sub, tenant=principal.tenant)
@@ -57,3 +87,31 @@ async def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_rbac(request: Request) -> rbac.RbacPolicy:
+    # Loaded (and validated) once per process; rbac.check_startup loads it at start-up.
+    return rbac.load(request.app.state.settings.rbac_policy)
+
+
+RbacDep = Annotated[rbac.RbacPolicy, Depends(get_rbac)]
+
+
+def authorize(policy: rbac.RbacPolicy, principal: Principal, action: str) -> None:
+    """403 naming the permission unless the caller's roles allow `action`."""
+    if not policy.allows(principal.roles, action):
+        log.info("permission denied", permission=action, roles=list(principal.roles))
+        raise ApiError(403, "forbidden", f"missing permission {action}", {"permission": action})
+
+
+def require(action: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency giving the caller when they may take `action`:
+    `caller: Annotated[Principal, Depends(require("runs:cancel"))]`."""
+    if not rbac.is_known(action):
+        raise ValueError(f"{action!r} is not an action policies/rbac.py knows")
+
+    async def permitted(principal: CurrentPrincipal, policy: RbacDep) -> Principal:
+        authorize(policy, principal, action)
+        return principal
+
+    return permitted

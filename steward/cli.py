@@ -100,7 +100,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     except PortInUse as exc:
         raise CliError(str(exc)) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.jwt_signing_secret()  # create it once, before two children race to
+    # Create the secrets once, before the children race to.
+    settings.jwt_signing_secret()
+    settings.webhook_signing_secret()
+    from steward.codec import Keyring
+
+    Keyring.from_settings(settings)
     supervisor = Supervisor(settings)
     return asyncio.run(supervisor.run(on_ready=lambda: _print_banner(settings, not args.no_tokens)))
 
@@ -152,6 +157,64 @@ def cmd_token(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"--ttl: {exc}") from None
     print(issue_token(settings.jwt_signing_secret(), principal, ttl))
+    return 0
+
+
+# --- apikey: long-lived keys for services ------------------------------------------------------
+
+
+def _api_key_store(args: argparse.Namespace):  # -> ApiKeyStore
+    from steward.apikeys import store
+
+    return store(_settings(args).data_dir)
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from policies import rbac
+    from steward.apikeys import ApiKeyError
+
+    policy = rbac.load(_settings(args).rbac_policy)
+    # A role the policy does not know grants nothing: a key for it would only ever get 403s.
+    unknown = [role for role in args.role if role not in policy.roles]
+    if unknown:
+        raise CliError(f"--role {', '.join(unknown)}: not a role of the RBAC policy ({', '.join(sorted(policy.roles))})")
+    try:
+        key, record = _api_key_store(args).create(args.name, list(args.role), args.tenant)
+    except ValidationError as exc:
+        raise CliError("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    except ApiKeyError as exc:
+        raise CliError(str(exc)) from None
+    print(key)
+    print(f"API key {record.name!r} (id {record.id}, roles {', '.join(record.roles)}, tenant {record.tenant}) "
+          "created. It is shown only this once: store it in your secret manager now. "
+          "Send it as `Authorization: Bearer <key>`.", file=sys.stderr)
+    return 0
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> int:
+    records = _api_key_store(args).list()
+    if args.json:
+        _print_json([r.model_dump(mode="json", exclude={"sha256"}) for r in records])
+        return 0
+    if not records:
+        print("No API keys.")
+    for r in records:
+        revoked = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+        print(f"{r.id}  {r.name:<24} {','.join(r.roles):<24} {r.tenant:<16} "
+              f"created {r.created_at:%Y-%m-%d %H:%M}  {revoked}")
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    from steward.apikeys import ApiKeyError
+
+    try:
+        record = _api_key_store(args).revoke(args.key)
+    except ApiKeyError as exc:
+        raise CliError(str(exc)) from None
+    print(f"revoked API key {record.name!r} (id {record.id})", file=sys.stderr)
     return 0
 
 
@@ -287,6 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default="8h", help="lifetime such as 30m, 8h, 7d (default 8h)")
     _add_server_flags(token, "--data-dir")
     token.set_defaults(func=cmd_token)
+
+    apikey = sub.add_parser("apikey", help="create, list and revoke API keys for services")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
+    p = apikey_sub.add_parser("create", help="create a key and print it, once")
+    p.add_argument("--name", required=True, help="what the key is for, e.g. ci or alertmanager")
+    p.add_argument("--role", action="append", required=True, help="a role; repeat for several")
+    p.add_argument("--tenant", required=True, help="the tenant the key acts in")
+    _add_server_flags(p, "--data-dir")
+    p.set_defaults(func=cmd_apikey_create)
+    p = apikey_sub.add_parser("list", help="list keys (never the keys themselves)")
+    p.add_argument("--json", action="store_true", help="print the records as JSON")
+    _add_server_flags(p, "--data-dir")
+    p.set_defaults(func=cmd_apikey_list)
+    p = apikey_sub.add_parser("revoke", help="revoke a key; requests with it get 401 from then on")
+    p.add_argument("key", help="the key's id or name")
+    _add_server_flags(p, "--data-dir")
+    p.set_defaults(func=cmd_apikey_revoke)
 
     sub.add_parser("version", help="print versions").set_defaults(func=cmd_version)
 

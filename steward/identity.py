@@ -2,23 +2,43 @@
 
 A principal is (sub, roles, tenant). Steward issues HS256 tokens with the configured secret for
 development and services (`steward token`); they have exactly the claims an external identity
-provider would put in its tokens, so nothing downstream cares who signed them.
+provider would put in its tokens, so nothing downstream cares who signed them. An identity
+provider's RS256/ES256 tokens are verified with the keys it publishes at its JWKS URL
+(`TokenVerifier`, `JwksKeys`). docs/security.md is the reference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
+from steward.logs import get_logger
+
 ALGORITHM = "HS256"
+# The algorithm is read from the token's header, but only chosen within the kind of key that
+# verifies it: the local secret verifies HS256 and nothing else, an identity provider's keys
+# RS256/ES256 and nothing else. So an RSA public key, which anyone can download, can never be
+# used as an HMAC secret (the classic key-confusion forgery), and `alg: none` matches no key.
+JWKS_ALGORITHMS = ("RS256", "ES256")
+# An identity provider that does not answer within this long is down for this request; the
+# caller gets a 401 saying so rather than a hung request.
+JWKS_TIMEOUT_S = 5.0
+# A token naming an unknown kid refetches the JWKS (the provider may have rotated keys), but at
+# most once per this many seconds: a flood of made-up kids must not become a flood of fetches.
+JWKS_UNKNOWN_KID_REFETCH_S = 30.0
+# After a failed fetch, requests answer from what is cached for this long instead of each
+# waiting on a provider that just failed.
+JWKS_FAILURE_BACKOFF_S = 5.0
 # The roles Steward's default policy knows; `make up` prints a dev token for each.
 DEFAULT_ROLES = ("requester", "approver", "auditor", "operator", "compliance_lead", "admin")
 # Identifiers end up in Temporal visibility queries and search attributes: keep them to a
@@ -28,6 +48,8 @@ _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _TTL = re.compile(r"^(\d+)([smhd])$")
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=30)
+
+log = get_logger(__name__)
 
 
 class InvalidToken(Exception):
@@ -68,19 +90,45 @@ def issue_token(secret: str, principal: Principal, ttl: timedelta, *, now: float
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, secret: str) -> Principal:
-    """Check signature and expiry, then the claims' shape; raise InvalidToken otherwise."""
+def verify_token(token: str, secret: str, *, leeway_s: float = 0) -> Principal:
+    """Check an HS256 token's signature and times, then the claims' shape; raise InvalidToken otherwise."""
+    return _principal(_decode(token, secret, ALGORITHM, leeway_s=leeway_s))
+
+
+def _header(token: str) -> dict[str, Any]:
     try:
-        claims = jwt.decode(
+        return jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken(f"token is not valid: {exc}") from None
+
+
+def _decode(token: str, key: Any, algorithm: str, *, leeway_s: float,
+            issuer: str | None = None, audience: str | None = None) -> dict[str, Any]:
+    try:
+        return jwt.decode(
             token,
-            secret,
-            algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp", "iat"]},
+            key,
+            algorithms=[algorithm],
+            issuer=issuer,
+            audience=audience,
+            leeway=leeway_s,
+            # nbf is checked whenever present; iss and aud are required only when configured.
+            options={"require": ["sub", "exp", "iat", *(["iss"] if issuer else []), *(["aud"] if audience else [])]},
         )
     except jwt.ExpiredSignatureError:
         raise InvalidToken("token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise InvalidToken("token is not valid yet (nbf or iat in the future)") from None
+    except jwt.InvalidIssuerError:
+        raise InvalidToken("token issuer is not accepted") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken("token audience is not accepted") from None
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"token is not valid: {exc}") from None
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    """The principal a verified token's claims name: sub, roles (list), tenant, optional groups."""
     roles = claims.get("roles")
     tenant = claims.get("tenant")
     if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
@@ -93,6 +141,116 @@ def verify_token(token: str, secret: str) -> Principal:
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise InvalidToken("token's groups claim is not a list of strings")
     return Principal(sub=claims["sub"], roles=tuple(roles), tenant=tenant, groups=tuple(groups))
+
+
+class JwksKeys:
+    """An identity provider's signing keys, fetched from its JWKS URL and cached by kid.
+
+    Fetched with httpx's async client, so a slow provider never blocks the event loop; concurrent
+    requests share one fetch. Keys are trusted for `cache_s`; a kid not in the cache refetches
+    once (the provider may have rotated), at most once per JWKS_UNKNOWN_KID_REFETCH_S.
+    """
+
+    def __init__(self, url: str, cache_s: float, *, timeout_s: float = JWKS_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.cache_s = cache_s
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._unknown_kid_fetch_at: float | None = None
+        self._failed_at: float | None = None
+        self._failure = ""
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str) -> jwt.PyJWK:
+        async with self._lock:
+            now = self._clock()
+            if self._refresh_due(kid, now):
+                await self._refresh(now)
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken(self._failure or f"token key id {kid[:64]!r} is not among the identity provider's keys")
+        return key
+
+    def _refresh_due(self, kid: str, now: float) -> bool:
+        if self._failed_at is not None and now - self._failed_at < JWKS_FAILURE_BACKOFF_S:
+            return False
+        if self._fetched_at is None or now - self._fetched_at >= self.cache_s:
+            return True
+        last = self._unknown_kid_fetch_at
+        if kid not in self._keys and (last is None or now - last >= min(JWKS_UNKNOWN_KID_REFETCH_S, self.cache_s)):
+            self._unknown_kid_fetch_at = now
+            return True
+        return False
+
+    async def _refresh(self, now: float) -> None:
+        try:
+            self._keys = await self._fetch()
+        except InvalidToken as exc:
+            # The keys fetched before stay in use: a provider's blip should not sign everybody out.
+            self._failed_at, self._failure = now, str(exc)
+            log.warning("jwks fetch failed", url=self.url, error=str(exc), cached_kids=sorted(self._keys))
+            return
+        self._fetched_at, self._failed_at, self._failure = now, None, ""
+
+    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        import httpx  # here, not at the top: workflows import this module and never fetch
+
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                response = await client.get(self.url, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise InvalidToken(
+                f"cannot verify the token: the identity provider's keys (JWKS) could not be fetched "
+                f"({type(exc).__name__})"
+            ) from None
+        keys: dict[str, jwt.PyJWK] = {}
+        for raw in document.get("keys", []) if isinstance(document, dict) else []:
+            if not isinstance(raw, dict) or not isinstance(raw.get("kid"), str) or raw.get("use", "sig") != "sig":
+                continue
+            try:
+                key = jwt.PyJWK(raw)
+            except jwt.PyJWTError:
+                continue  # a key type we do not use (or cannot build) verifies nothing
+            if key.algorithm_name in JWKS_ALGORITHMS:
+                keys[raw["kid"]] = key
+        log.info("jwks fetched", url=self.url, kids=sorted(keys))
+        return keys
+
+
+class TokenVerifier:
+    """Verifies a bearer JWT: HS256 with the local secret, RS256/ES256 with the provider's JWKS."""
+
+    def __init__(self, secret: str, *, jwks: JwksKeys | None = None, issuer: str | None = None,
+                 audience: str | None = None, leeway_s: float = 0) -> None:
+        self.secret = secret
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+
+    async def verify(self, token: str) -> Principal:
+        header = _header(token)
+        algorithm = header.get("alg")
+        if algorithm == ALGORITHM:
+            # Steward's own tokens: iss/aud describe the identity provider, not them.
+            return verify_token(token, self.secret, leeway_s=self.leeway_s)
+        if algorithm not in JWKS_ALGORITHMS or self.jwks is None:
+            raise InvalidToken(f"token algorithm {algorithm!r} is not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("token has no key id (kid) in its header")
+        key = await self.jwks.get(kid)
+        # A kid names one key of one type: an RS256 token must be checked with an RSA key.
+        if key.algorithm_name != algorithm:
+            raise InvalidToken(f"token algorithm {algorithm!r} does not match its key {kid[:64]!r}")
+        claims = _decode(token, key.key, algorithm, leeway_s=self.leeway_s,
+                         issuer=self.issuer, audience=self.audience)
+        return _principal(claims)
 
 
 # --- Signed identity assertions: how a verified principal travels to a workflow ---------------

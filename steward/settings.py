@@ -43,7 +43,10 @@ DEFAULT_HIGH_RISK_COUNTRIES = ["KP", "IR", "MM"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore", populate_by_name=True)
+    # env_parse_none_str: STEWARD_X=none switches an optional setting off (e.g. the spend cap).
+    model_config = SettingsConfigDict(
+        env_prefix="STEWARD_", extra="ignore", populate_by_name=True, env_parse_none_str="none"
+    )
 
     data_dir: Path = Field(Path(".steward"), description="Where runtime state lives.")
     api_host: str = "127.0.0.1"
@@ -74,7 +77,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
     llm_daily_spend_cap_usd: float | None = Field(
-        50.0, ge=0, description="Per tenant and UTC day; beyond it steps go to human review. Unset: no cap."
+        50.0, ge=0, description="Per tenant and UTC day; beyond it steps go to human review. `none`: no cap."
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

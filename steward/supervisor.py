@@ -96,8 +96,11 @@ class Supervisor:
         python = sys.executable
         self.server: Child | None = None
         if settings.uses_embedded_temporal:
+            # The UI decrypts payloads through the API's codec endpoint, for signed-in operators only.
+            codec_endpoint = f"http://{settings.api_host}:{settings.api_port}/codec"
             self.server = Child(
-                "temporal", dev_server_command(settings), SERVER_STOP_TIMEOUT_S, stdout_to_stderr=True
+                "temporal", dev_server_command(settings, codec_endpoint=codec_endpoint), SERVER_STOP_TIMEOUT_S,
+                stdout_to_stderr=True,
             )
         self.worker = Child("worker", [python, "-m", "steward", "worker"], settings.worker_grace_s + 10)
         self.api = Child("api", [python, "-m", "steward", "api"], API_STOP_TIMEOUT_S)

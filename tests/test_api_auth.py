@@ -38,8 +38,9 @@ async def test_token_signed_with_another_secret_is_401(http):
     assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
 
 
-async def test_expired_token_is_401_and_says_expired(http, auth):
-    response = await http.get("/v1/workflows", headers=auth(ttl=timedelta(seconds=-1)))
+async def test_expired_token_is_401_and_says_expired(http, auth, settings):
+    # Expired by more than the clock skew tolerated (tests/test_auth_providers.py covers the leeway).
+    response = await http.get("/v1/workflows", headers=auth(ttl=-timedelta(seconds=settings.jwt_leeway_s + 5)))
     assert_unauthenticated(response)
     assert "expired" in response.json()["error"]["message"]
 

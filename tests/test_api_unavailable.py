@@ -8,14 +8,14 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from steward.temporal_client import DATA_CONVERTER
+from tests.conftest import TEST_DATA_CONVERTER
 from tests.support import free_port, serve_api
 
 
 @pytest.fixture
 async def api_without_temporal(settings) -> AsyncIterator[httpx.AsyncClient]:
     # A port nobody listens on: the lazy client's first call fails to connect.
-    dead = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True, data_converter=DATA_CONVERTER)
+    dead = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True, data_converter=TEST_DATA_CONVERTER)
     own = settings.model_copy(update={"api_port": free_port()})
     async with serve_api(own, dead) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
         yield http

@@ -10,7 +10,7 @@ from temporalio.converter import default as default_converter
 
 from steward.identity import Principal, assertion_key, sign_assertion
 from steward.identity_headers import HEADER
-from steward.temporal_client import DATA_CONVERTER
+from tests.conftest import TEST_DATA_CONVERTER
 from tests.support import eventually, wait_for_run
 from workflows.approvals import DECIDE_UPDATE, DecisionInput, shown_digest
 
@@ -68,11 +68,21 @@ async def test_requester_may_not_approve_their_own_run(http, auth):
     assert "separation of duties" in error["message"] and error["details"]["reason"] == "ApprovalSeparationOfDuties"
 
 
-async def test_caller_without_the_required_role_is_refused(http, auth):
+async def test_caller_without_the_approvals_permission_is_refused_at_the_route(http, auth):
     run_id = await start_approval(http, auth)
     response = await decide(http, auth(sub="bob", roles=("auditor",)), run_id)
     assert response.status_code == 403
+    assert response.json()["error"] == {"code": "forbidden", "message": "missing permission approvals:decide",
+                                        "details": {"permission": "approvals:decide"}}
+
+
+async def test_caller_without_the_approvals_required_role_is_refused_by_the_workflow(http, auth):
+    run_id = await start_approval(http, auth)
+    # compliance_lead may decide approvals in general, but this one asks for an approver.
+    response = await decide(http, auth(sub="bob", roles=("compliance_lead",)), run_id)
+    assert response.status_code == 403
     assert "approver" in response.json()["error"]["message"]
+    assert response.json()["error"]["details"]["reason"] == "ApprovalRoleMissing"
 
 
 async def test_caller_of_another_tenant_sees_no_such_run(http, auth):
@@ -137,7 +147,7 @@ async def test_decision_around_the_api_without_a_verified_identity_is_refused_be
     # A well-formed header signed with a guessed key: the format is public, the key is not.
     forged = sign_assertion(assertion_key("a-guessed-secret"), Principal(sub="bob", roles=("approver",), tenant="x"),
                             workflow_id=run_id, update_id="forged-1")
-    forger = client_module.Client(client.service_client, namespace=client.namespace, data_converter=DATA_CONVERTER,
+    forger = client_module.Client(client.service_client, namespace=client.namespace, data_converter=TEST_DATA_CONVERTER,
                                   interceptors=[ForgedHeader(default_converter().payload_converter.to_payload(forged))])
     with pytest.raises(WorkflowUpdateFailedError) as bad_signature:
         await forger.get_workflow_handle(run_id).execute_update(DECIDE_UPDATE, DecisionInput(decision="approve"),
@@ -185,7 +195,8 @@ async def test_inbox_lists_what_the_caller_may_decide_and_nothing_else(http, aut
     assert (item["requested_by"], item["approval_key"], item["quorum"], item["approvals"]) == ("alice", "review", 2, 0)
     assert item["shown"] == SHOWN and item["links"]["decide"] == f"/v1/runs/{run_id}/approvals"
     assert run_id not in await listed(auth(sub="alice", roles=("approver",)))  # own run
-    assert run_id not in await listed(auth(sub="ivan", roles=("auditor",)))  # wrong role
+    assert run_id not in await listed(auth(sub="lena", roles=("compliance_lead",)))  # not the approval's role
+    assert (await http.get("/v1/approvals", headers=auth(sub="ivan", roles=("auditor",)))).status_code == 403
     assert run_id not in await listed(auth(sub="bob", roles=("approver",), tenant="elsewhere"))
 
     await decide(http, bob, run_id)

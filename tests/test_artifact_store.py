@@ -46,3 +46,28 @@ def test_bytes_changed_on_disk_are_detected_on_read(tmp_path):
     (tmp_path / "run-1" / "r.pdf").write_bytes(b"tampered")
     with pytest.raises(ArtifactCorrupted):
         store.read("run-1", "r.pdf")
+
+
+def test_encrypted_store_keeps_no_plaintext_on_disk_and_reads_it_back(tmp_path):
+    from steward.codec import Keyring
+    from tests.conftest import TEST_ENCRYPTION_KEYS
+
+    store = FileArtifactStore(tmp_path, Keyring.parse(TEST_ENCRYPTION_KEYS, "tests"))
+    secret_text = b"Applicant: Zebulon Quillfeather, passport 12345"
+    ref = store.put("run-1", "r.pdf", secret_text, "application/pdf")
+    on_disk = b"".join(p.read_bytes() for p in (tmp_path / "run-1").iterdir())
+    assert b"Zebulon" not in on_disk and b"12345" not in on_disk
+    assert store.read("run-1", "r.pdf") == (ref, secret_text)
+    assert ref.sha256 == hashlib.sha256(secret_text).hexdigest()  # the document's digest, not the ciphertext's
+
+
+def test_an_encrypted_artifact_under_an_unknown_key_is_refused(tmp_path):
+    import base64
+
+    from steward.codec import Keyring
+
+    FileArtifactStore(tmp_path, Keyring.parse("old:" + base64.b64encode(b"o" * 32).decode(), "t")).put(
+        "run-1", "r.pdf", b"data", "application/pdf")
+    rotated_away = FileArtifactStore(tmp_path, Keyring.parse("new:" + base64.b64encode(b"n" * 32).decode(), "t"))
+    with pytest.raises(ArtifactCorrupted, match="no key 'old'"):
+        rotated_away.read("run-1", "r.pdf")

@@ -15,10 +15,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from steward.temporal_client import DATA_CONVERTER
 from workers.worker import sandbox_runner
 from workflows.catalog import discover
 from workflows.document_fingerprint import DocumentFingerprintInput, DocumentFingerprintOutput
+
+# This module defines a workflow, so the sandbox re-imports it: the suite's fixtures module (web
+# servers, HTTP clients) must come through unsandboxed.
+with workflow.unsafe.imports_passed_through():
+    from tests.conftest import TEST_DATA_CONVERTER
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 BUILTIN = sorted(discover().specs)
@@ -33,7 +37,7 @@ def load_history(name: str) -> WorkflowHistory:
 @pytest.mark.parametrize("name", BUILTIN)
 async def test_workflow_replays_its_committed_history(name):
     spec = discover().get(name)
-    replayer = Replayer(workflows=[spec.workflow], data_converter=DATA_CONVERTER, workflow_runner=sandbox_runner())
+    replayer = Replayer(workflows=[spec.workflow], data_converter=TEST_DATA_CONVERTER, workflow_runner=sandbox_runner())
     await replayer.replay_workflow(load_history(name))
 
 
@@ -53,7 +57,7 @@ class ChangedFingerprintWorkflow:
 
 
 async def test_unpatched_change_to_a_workflow_fails_replay():
-    replayer = Replayer(workflows=[ChangedFingerprintWorkflow], data_converter=DATA_CONVERTER,
+    replayer = Replayer(workflows=[ChangedFingerprintWorkflow], data_converter=TEST_DATA_CONVERTER,
                         workflow_runner=sandbox_runner())
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load_history("document-fingerprint"))

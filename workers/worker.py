@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from policies import output as output_policy
+from policies import rbac
 from steward import runtime, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -69,6 +70,7 @@ async def serve(settings: Settings) -> None:
     catalog = discover(settings.workflow_packages)
     # A broken policy file stops the worker now, naming the file, rather than failing runs later.
     output_policy.load(settings.llm_output_policy)
+    rbac.check_startup(settings)
     client = await temporal_client.connect(settings)
     workers = build_workers(
         client, catalog, grace=timedelta(seconds=settings.worker_grace_s),

@@ -104,6 +104,7 @@ class ComplianceDocumentationWorkflow(ApprovalsMixin):
         classification = await self.ledger.run(LlmTaskRequest(
             task="risk-classification", step="classify", facts=extracted.facts,
             untrusted=[UntrustedText(name=d.name, text=d.text) for d in request.documents],
+            tenant=workflow.memo_value("tenant", "") or None,  # whose daily spend cap applies
         ))
         record = classification.record
         answer = classification.answer

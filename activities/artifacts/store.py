@@ -2,8 +2,10 @@
 
 `ArtifactStore` is the interface; `FileArtifactStore` keeps files under the data dir
 (`<data_dir>/artifacts/<run id>/<name>`, with a metadata file beside each). An S3-compatible store
-implements the same three methods. Writes are atomic (temp file, fsync, rename), so a reader never
-sees half a file, and a retried activity's second write replaces the first whole.
+implements the same three methods. Files are encrypted with the platform keyring (AES-256-GCM,
+steward/codec.py) when one is given, as it always is in Steward; the digest is the plaintext's,
+the document's own identity. Writes are atomic (temp file, fsync, rename), so a reader never sees
+half a file, and a retried activity's second write replaces the first whole.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from steward import runtime
+from steward.codec import Keyring, KeyringError
 
 # Run ids and artifact names become path segments: no separators, no dot-dot, bounded length.
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -31,6 +34,10 @@ class ArtifactRef(BaseModel):
     content_type: str
     size: int = Field(ge=0)
     sha256: str
+
+
+class StoredArtifact(ArtifactRef):
+    key_id: str | None = Field(None, description="The key that encrypted the file; None if stored in clear.")
 
 
 class ArtifactNotFound(Exception):
@@ -56,8 +63,9 @@ class ArtifactStore(Protocol):
 
 
 class FileArtifactStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keyring: Keyring | None = None) -> None:
         self.root = root
+        self.keyring = keyring
 
     def _dir(self, run_id: str) -> Path:
         return self.root / check_segment(run_id, "run id")
@@ -67,18 +75,28 @@ class FileArtifactStore:
         ref = ArtifactRef(name=name, content_type=content_type, size=len(data), sha256=hashlib.sha256(data).hexdigest())
         directory = self._dir(run_id)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_atomically(directory / name, data)
-        _write_atomically(directory / f"{name}{_META_SUFFIX}", ref.model_dump_json().encode())
+        key_id, stored = self.keyring.encrypt(data) if self.keyring else (None, data)
+        _write_atomically(directory / name, stored)
+        meta = StoredArtifact(**ref.model_dump(), key_id=key_id)
+        _write_atomically(directory / f"{name}{_META_SUFFIX}", meta.model_dump_json().encode())
         return ref
 
     def read(self, run_id: str, name: str) -> tuple[ArtifactRef, bytes]:
         path = self._dir(run_id) / check_segment(name, "artifact name")
         meta = path.with_name(f"{name}{_META_SUFFIX}")
         try:
-            ref = ArtifactRef.model_validate_json(meta.read_bytes())
+            stored = StoredArtifact.model_validate_json(meta.read_bytes())
             data = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFound(f"run {run_id!r} has no artifact {name!r}") from None
+        if stored.key_id is not None:
+            if self.keyring is None:
+                raise ArtifactCorrupted(f"artifact {name!r} is encrypted and no keyring is configured")
+            try:
+                data = self.keyring.decrypt(stored.key_id, data)
+            except KeyringError as exc:
+                raise ArtifactCorrupted(f"artifact {name!r} of run {run_id!r}: {exc}") from None
+        ref = ArtifactRef(**stored.model_dump(exclude={"key_id"}))
         if hashlib.sha256(data).hexdigest() != ref.sha256:
             raise ArtifactCorrupted(f"artifact {name!r} of run {run_id!r} does not match its recorded SHA-256")
         return ref, data
@@ -87,8 +105,8 @@ class FileArtifactStore:
         directory = self._dir(run_id)
         if not directory.is_dir():
             return []
-        return sorted((ArtifactRef.model_validate_json(p.read_bytes()) for p in directory.glob(f"*{_META_SUFFIX}")),
-                      key=lambda r: r.name)
+        refs = (StoredArtifact.model_validate_json(p.read_bytes()) for p in directory.glob(f"*{_META_SUFFIX}"))
+        return sorted((ArtifactRef(**r.model_dump(exclude={"key_id"})) for r in refs), key=lambda r: r.name)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -106,6 +124,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def default_store() -> ArtifactStore:
-    """The store of this process's settings (steward.runtime)."""
-    return FileArtifactStore(runtime.settings().artifacts_dir)
+    """The store of this process's settings (steward.runtime), encrypting with its keyring."""
+    settings = runtime.settings()
+    return FileArtifactStore(settings.artifacts_dir, Keyring.from_settings(settings))
 

@@ -51,7 +51,8 @@ class LlmCallRecord(BaseModel):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     attempt: int = 1
-    calls: int = Field(0, description="Model calls made: 0 when screening stopped the step, 2 after a repair.")
+    calls: int = Field(0, description="Model calls made: 0 when screening or the spend cap stopped the "
+                                       "step, 2 after a repair.")
     decision: str | None = None
     confidence: float | None = None
     explanation: str | None = None

@@ -1,4 +1,4 @@
-"""One LLM step, start to finish: screen, render, budget, call, validate, repair once, record.
+"""One LLM step, start to finish: screen, check the spend cap, budget, call, validate, repair once, record.
 
 The service is process-wide (one provider client, one set of budgets per worker) and built from
 Settings on first use; `configure()` replaces it, for tests and for a worker with its own settings.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from temporalio.exceptions import ApplicationError
@@ -24,6 +26,7 @@ from activities.llm.providers.offline import OfflineProvider
 from activities.llm.providers.openai_compatible import OpenAICompatibleProvider
 from activities.llm.ratelimit import ModelBudget
 from activities.llm.screening import screen
+from activities.llm.spend import SPEND_DB_FILE, SpendLedger, SqliteSpendLedger
 from activities.llm.tasks import TASKS, LlmTask, render
 from policies import output as output_policy
 from steward import runtime
@@ -54,6 +57,10 @@ def build_provider(settings: Settings) -> Provider:
     )
 
 
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
 def cost_usd(price: ModelPrice | None, input_tokens: int, output_tokens: int) -> float:
     if price is None:
         return 0.0
@@ -80,12 +87,16 @@ def check_answer(task: LlmTask, content: str, policy: output_policy.OutputPolicy
 
 
 class LlmService:
-    def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
+    def __init__(self, settings: Settings, provider: Provider | None = None, *, spend: SpendLedger | None = None,
+                 today: Callable[[], date] = utc_today) -> None:
         self.settings = settings
         self.provider = provider or build_provider(settings)
         self.prices = settings.llm_prices
         self._budgets: dict[str, ModelBudget] = {}
         self.policy = output_policy.load(settings.llm_output_policy)
+        self.spend_cap = settings.llm_daily_spend_cap_usd
+        self.spend = spend or SqliteSpendLedger(settings.data_dir / SPEND_DB_FILE)
+        self.today = today
 
     def budget(self, model: str) -> ModelBudget:
         if model not in self._budgets:
@@ -128,9 +139,18 @@ class LlmService:
             return LlmTaskResult(record=record, needs_review=True,
                                  review_reasons=[f"possible prompt injection in {', '.join(sources)}"])
 
+        day = self.today()
+        over_cap = await self._spend_cap_reached(request.tenant, day)
+        if over_cap:
+            # Like screening: no model call, so nothing more is spent; a person decides instead.
+            record.validation.errors = ["not sent to the model: the tenant's daily spend cap is reached"]
+            log.warning("llm step held for review", step=request.step, task=task.name, reason="daily spend cap",
+                        tenant=request.tenant)
+            return LlmTaskResult(record=record, needs_review=True, review_reasons=[over_cap])
+
         messages = list(prompt.messages)
         reply, latency = await self._call(task, request, messages, on_wait)
-        self._account(record, reply, latency)
+        await self._account(record, reply, latency, request.tenant, day)
         answer, problems = check_answer(task, reply.content, self.policy)
         if problems:
             # One repair: the model sees exactly why its answer was refused.
@@ -139,7 +159,7 @@ class LlmService:
                 {"role": "user", "content": REPAIR_INSTRUCTION.format(errors="\n".join(f"- {p}" for p in problems))},
             ]
             reply, latency = await self._call(task, request, messages, on_wait)
-            self._account(record, reply, latency)
+            await self._account(record, reply, latency, request.tenant, day)
             answer, second_problems = check_answer(task, reply.content, self.policy)
             record.validation = ValidationOutcome(valid=answer is not None, repaired=answer is not None,
                                                   errors=problems + second_problems)
@@ -164,14 +184,30 @@ class LlmService:
                  repaired=record.validation.repaired)
         return LlmTaskResult(answer=answer, record=record)
 
-    def _account(self, record: LlmCallRecord, reply: ProviderReply, latency_ms: float) -> None:
+    async def _spend_cap_reached(self, tenant: str | None, day: date) -> str | None:
+        """The review reason when the tenant's spend on `day` has reached the cap; None otherwise."""
+        if self.spend_cap is None or not tenant:
+            return None
+        if await self.spend.spent(tenant, day) < self.spend_cap:
+            return None
+        return f"daily LLM spend cap of ${self.spend_cap:g} reached for tenant {tenant}"
+
+    async def _account(self, record: LlmCallRecord, reply: ProviderReply, latency_ms: float,
+                       tenant: str | None, day: date) -> None:
+        cost = cost_usd(self.prices.get(self.provider.model), reply.input_tokens, reply.output_tokens)
         record.calls += 1
         record.model_version = reply.model_version
         record.input_tokens += reply.input_tokens
         record.output_tokens += reply.output_tokens
-        record.cost_usd = round(record.cost_usd + cost_usd(self.prices.get(self.provider.model),
-                                                           reply.input_tokens, reply.output_tokens), 8)
+        record.cost_usd = round(record.cost_usd + cost, 8)
         record.latency_ms += latency_ms
+        if self.spend_cap is None or not tenant or not cost:
+            return
+        try:
+            await self.spend.add(tenant, day, cost)
+        except Exception:
+            # The call is made and paid for: failing the step now would only make a retry pay again.
+            log.exception("llm spend not recorded", step=record.step, tenant=tenant, cost_usd=cost)
 
 
 _service: LlmService | None = None

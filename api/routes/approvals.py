@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ClientDep, CurrentPrincipal
+from api.deps import ClientDep, require
 from api.errors import ApiError, ErrorResponse
 from api.run_records import decode_page_token, describe_for_tenant, encode_page_token, is_closed, run_link
 from steward import search_attributes as sa
@@ -36,6 +36,10 @@ router = APIRouter(tags=["approvals"])
 
 MAX_PAGE_SIZE = 100
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)}
+
+# Route-level: may this caller decide approvals at all. Whether they may decide *this* one (its
+# roles, group, separation of duties) is the workflow's update validator's call.
+Decider = Annotated[Principal, Depends(require("approvals:decide"))]
 
 
 class DecisionRequest(BaseModel):
@@ -77,7 +81,7 @@ class Inbox(BaseModel):
 
 
 @router.post("/v1/runs/{run_id}/approvals", response_model=ApprovalReceipt, responses=_ERRORS)
-async def decide(run_id: str, body: DecisionRequest, principal: CurrentPrincipal, client: ClientDep) -> ApprovalReceipt:
+async def decide(run_id: str, body: DecisionRequest, principal: Decider, client: ClientDep) -> ApprovalReceipt:
     description = await describe_for_tenant(client, run_id, principal.tenant)
     if is_closed(description):
         raise ApiError(409, "not_pending", f"run {run_id!r} has ended; nothing is waiting for a decision")
@@ -116,7 +120,7 @@ def may_decide(principal: Principal, state: ApprovalState) -> bool:
 
 @router.get("/v1/approvals", response_model=Inbox, responses=_ERRORS)
 async def inbox(
-    principal: CurrentPrincipal,
+    principal: Decider,
     client: ClientDep,
     status: Literal["pending"] = "pending",
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,

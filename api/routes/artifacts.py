@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from activities.artifacts.store import ArtifactCorrupted, ArtifactNotFound, ArtifactRef, default_store
-from api.deps import ClientDep, CurrentPrincipal
+from api.deps import ClientDep, require
 from api.errors import ApiError, ErrorResponse
 from api.run_records import ARTIFACTS_MEMO_KEY, describe_for_tenant
+from steward.identity import Principal
 
 router = APIRouter(prefix="/v1/runs", tags=["artifacts"])
 
@@ -17,9 +20,10 @@ router = APIRouter(prefix="/v1/runs", tags=["artifacts"])
     "/{run_id}/artifacts/{name}",
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}, "application/octet-stream": {}}},
-               **{code: {"model": ErrorResponse} for code in (401, 404, 500)}},
+               **{code: {"model": ErrorResponse} for code in (401, 403, 404, 500)}},
 )
-async def get_artifact(run_id: str, name: str, principal: CurrentPrincipal, client: ClientDep) -> Response:
+async def get_artifact(run_id: str, name: str, principal: Annotated[Principal, Depends(require("artifacts:read"))],
+                       client: ClientDep) -> Response:
     description = await describe_for_tenant(client, run_id, principal.tenant)
     memo = await description.memo()
     recorded = {ref["name"]: ArtifactRef.model_validate(ref) for ref in memo.get(ARTIFACTS_MEMO_KEY) or ()}

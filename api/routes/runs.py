@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CatalogDep, ClientDep, CurrentPrincipal
+from api.deps import CatalogDep, ClientDep, require
 from api.errors import ApiError, ErrorResponse
 from api.models import CancelAccepted, RunDetail, RunPage, RunStatus
 from api.run_records import (
@@ -21,6 +21,7 @@ from api.run_records import (
     summary_of,
     visibility_query,
 )
+from steward.identity import Principal
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -28,12 +29,15 @@ MAX_PAGE_SIZE = 100
 # Long enough to spare a client most polling; short enough for proxies' idle timeouts (often 60 s).
 MAX_WAIT_S = 50
 DEFAULT_PAGE_SIZE = 20
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422)}
+
+RunReader = Annotated[Principal, Depends(require("runs:read"))]
+RunCanceller = Annotated[Principal, Depends(require("runs:cancel"))]
 
 
 @router.get("", response_model=RunPage, responses=_ERRORS)
 async def list_runs(
-    principal: CurrentPrincipal,
+    principal: RunReader,
     client: ClientDep,
     catalog: CatalogDep,
     workflow: str | None = None,
@@ -63,7 +67,7 @@ async def list_runs(
 @router.get("/{run_id}", response_model=RunDetail, responses=_ERRORS)
 async def get_run(
     run_id: str,
-    principal: CurrentPrincipal,
+    principal: RunReader,
     client: ClientDep,
     catalog: CatalogDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for a running run to end "
@@ -75,7 +79,7 @@ async def get_run(
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=CancelAccepted, responses=_ERRORS)
-async def cancel_run(run_id: str, principal: CurrentPrincipal, client: ClientDep) -> CancelAccepted:
+async def cancel_run(run_id: str, principal: RunCanceller, client: ClientDep) -> CancelAccepted:
     description = await describe_for_tenant(client, run_id, principal.tenant)
     if is_closed(description):
         raise ApiError(409, "run_closed", f"run {run_id!r} has already ended ({summary_of(description).status.value})")

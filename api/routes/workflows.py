@@ -7,12 +7,12 @@ import json
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 from pydantic import ValidationError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import CatalogDep, ClientDep, CurrentPrincipal
+from api.deps import CatalogDep, ClientDep, CurrentPrincipal, RbacDep, authorize, require
 from api.errors import ApiError, ErrorResponse, validation_error
 from api.models import RunAccepted, RunStatus, StartRunRequest, WorkflowCatalog, WorkflowInfo
 from api.run_records import describe_for_tenant, run_link, status_of
@@ -23,11 +23,13 @@ from workflows.spec import WorkflowSpec
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
-_ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 422)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)}
 
 
-@router.get("", response_model=WorkflowCatalog, responses={401: {"model": ErrorResponse}})
-async def list_workflows(_: CurrentPrincipal, catalog: CatalogDep) -> WorkflowCatalog:
+@router.get("", response_model=WorkflowCatalog, responses={code: {"model": ErrorResponse} for code in (401, 403)})
+async def list_workflows(
+    _: Annotated[Principal, Depends(require("workflows:read"))], catalog: CatalogDep
+) -> WorkflowCatalog:
     return WorkflowCatalog(
         workflows=[
             WorkflowInfo(
@@ -59,19 +61,29 @@ def _request_digest(spec: WorkflowSpec, validated_input: dict, callback_url: str
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@router.post("/{name}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
-async def start_run(
-    name: str,
-    body: StartRunRequest,
-    principal: CurrentPrincipal,
-    client: ClientDep,
-    catalog: CatalogDep,
-    response: Response,
-    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
-) -> RunAccepted:
+async def startable_workflow(name: str, principal: CurrentPrincipal, catalog: CatalogDep,
+                             policy: RbacDep) -> WorkflowSpec:
+    """The workflow `name`, when the caller may start it: runs:start:<name>.
+
+    The catalog is no secret (GET /v1/workflows lists it), so an unknown name is a 404 before
+    the permission check, for anyone signed in.
+    """
     spec = catalog.get(name)
     if spec is None:
         raise ApiError(404, "not_found", f"no workflow named {name!r}; GET /v1/workflows lists them")
+    authorize(policy, principal, f"runs:start:{spec.name}")
+    return spec
+
+
+@router.post("/{name}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
+async def start_run(
+    spec: Annotated[WorkflowSpec, Depends(startable_workflow)],
+    body: StartRunRequest,
+    principal: CurrentPrincipal,
+    client: ClientDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
+) -> RunAccepted:
     try:
         validated = spec.input_model.model_validate(body.input)
     except ValidationError as exc:

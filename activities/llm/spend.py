@@ -1,0 +1,83 @@
+"""What each tenant has spent on model calls, per UTC day: the ledger behind the daily spend cap.
+
+`SpendLedger` is what the LLM service needs; `SqliteSpendLedger` keeps it in one SQLite file in
+the data directory, which every worker process on the host shares and which survives restarts.
+Workers on several hosts need one shared store (a database they all reach) behind the same two
+methods: each host's own file would only see its own spending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+SPEND_DB_FILE = "llm-spend.sqlite"
+# Writers queue on SQLite's lock; one UPSERT takes microseconds, so a wait this long means trouble.
+BUSY_TIMEOUT_S = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_spend (
+    tenant   TEXT NOT NULL,
+    day      TEXT NOT NULL,
+    cost_usd REAL NOT NULL,
+    PRIMARY KEY (tenant, day)
+)
+"""
+# One statement, so concurrent workers add to the total instead of overwriting each other's.
+_ADD = """
+INSERT INTO llm_spend (tenant, day, cost_usd) VALUES (?, ?, ?)
+ON CONFLICT (tenant, day) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd
+"""
+_SPENT = "SELECT cost_usd FROM llm_spend WHERE tenant = ? AND day = ?"
+
+
+class SpendLedger(Protocol):
+    async def spent(self, tenant: str, day: date) -> float:
+        """USD the tenant's model calls cost on `day` (UTC)."""
+        ...
+
+    async def add(self, tenant: str, day: date, cost_usd: float) -> None:
+        """Add one call's cost to the tenant's total for `day`."""
+        ...
+
+
+class SqliteSpendLedger:
+    """One row per tenant and day. Calls run in a thread: the worker's event loop never waits on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ready = False
+
+    async def spent(self, tenant: str, day: date) -> float:
+        return await asyncio.to_thread(self._spent, tenant, day.isoformat())
+
+    async def add(self, tenant: str, day: date, cost_usd: float) -> None:
+        await asyncio.to_thread(self._add, tenant, day.isoformat(), cost_usd)
+
+    def _spent(self, tenant: str, day: str) -> float:
+        with closing(self._connect()) as db:
+            row = db.execute(_SPENT, (tenant, day)).fetchone()
+        return row[0] if row else 0.0
+
+    def _add(self, tenant: str, day: str, cost_usd: float) -> None:
+        with closing(self._connect()) as db:
+            db.execute(_ADD, (tenant, day, cost_usd))
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection per call: connections cannot move between the threads to_thread picks,
+        # and opening a local SQLite file costs far less than the model call it accounts for.
+        if not self._ready:
+            self._create()
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    def _create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+            # WAL: workers checking the cap never block the one adding to it.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+        self._ready = True

@@ -1,0 +1,157 @@
+"""The codec endpoint for the Temporal Web UI and CLI (Temporal's remote codec protocol).
+
+Payloads are encrypted at rest (steward/codec.py); this endpoint decrypts them for operators
+holding the `codec:decode` permission, and nobody else. The Temporal UI calls it from the
+operator's browser, which holds no Steward token. So the operator signs in once on `/codec`:
+an HttpOnly, SameSite=Strict cookie scoped to `/codec` then carries their token with the UI's
+calls ("Include cross-origin credentials" in the UI's codec settings). CORS is open only to the
+configured UI origin. CLI tools send the bearer token in the Authorization header instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payload, Payloads
+
+from api.deps import RbacDep, SettingsDep, authorize, principal_from_token
+from api.errors import ApiError, ErrorResponse
+from steward.codec import EncryptionCodec, Keyring, KeyringError
+from steward.identity import Principal
+from steward.settings import Settings
+
+router = APIRouter(prefix="/codec", tags=["codec"])
+
+PERMISSION = "codec:decode"
+COOKIE = "steward_codec"
+# The session lasts a working day at most, and never longer than the token it carries.
+COOKIE_MAX_AGE_S = 8 * 3600
+_CORS_HEADERS = "authorization,content-type,x-namespace"
+
+
+def allowed_origins(settings: Settings) -> set[str]:
+    if settings.codec_cors_origin:
+        return {settings.codec_cors_origin.rstrip("/")}
+    # The embedded UI, under either name a browser may use for it.
+    return {f"http://127.0.0.1:{settings.ui_port}", f"http://localhost:{settings.ui_port}"}
+
+
+def _cors(request: Request, settings: Settings, response: Response) -> Response:
+    origin = request.headers.get("origin")
+    if origin and origin in allowed_origins(settings):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+async def codec_caller(request: Request, policy: RbacDep) -> Principal:
+    """The operator, from the Authorization header or the /codec session cookie."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+    if not token:
+        raise ApiError(401, "unauthenticated", "sign in on /codec, or send a bearer token",
+                       headers={"WWW-Authenticate": "Bearer"})
+    principal = await principal_from_token(request, token)
+    request.app.state.rate_limit.check(principal)
+    authorize(policy, principal, PERMISSION)
+    return principal
+
+
+CodecCaller = Annotated[Principal, Depends(codec_caller)]
+
+
+def _codec(request: Request) -> EncryptionCodec:
+    codec = getattr(request.app.state, "codec", None)
+    if codec is None:
+        codec = request.app.state.codec = EncryptionCodec(Keyring.from_settings(request.app.state.settings))
+    return codec
+
+
+async def _payloads(request: Request) -> Sequence[Payload]:
+    try:
+        return json_format.Parse(await request.body(), Payloads()).payloads
+    except (json_format.ParseError, DecodeError, UnicodeDecodeError):
+        raise ApiError(422, "validation_failed", "the body is not Temporal Payloads JSON",
+                       [{"field": "payloads", "message": "expected {\"payloads\": [{\"metadata\": ..., \"data\": ...}]}"}]) from None
+
+
+def _answer(request: Request, settings: Settings, payloads: Sequence[Payload]) -> Response:
+    body = json_format.MessageToJson(Payloads(payloads=payloads), indent=None)
+    return _cors(request, settings, Response(body, media_type="application/json"))
+
+
+_RESPONSES = {code: {"model": ErrorResponse} for code in (401, 403, 422)}
+
+
+@router.post("/decode", responses=_RESPONSES, summary="Decrypt payloads (Temporal remote codec protocol)")
+async def decode(request: Request, _: CodecCaller, settings: SettingsDep) -> Response:
+    try:
+        decoded = await _codec(request).decode(await _payloads(request))
+    except KeyringError as exc:
+        raise ApiError(422, "undecodable", str(exc)) from None
+    return _answer(request, settings, decoded)
+
+
+@router.post("/encode", responses=_RESPONSES, summary="Encrypt payloads (Temporal remote codec protocol)")
+async def encode(request: Request, _: CodecCaller, settings: SettingsDep) -> Response:
+    return _answer(request, settings, await _codec(request).encode(await _payloads(request)))
+
+
+@router.options("/decode", include_in_schema=False)
+@router.options("/encode", include_in_schema=False)
+async def preflight(request: Request, settings: SettingsDep) -> Response:
+    # Preflights carry no credentials: answer with the CORS policy alone.
+    return _cors(request, settings, Response(status_code=204))
+
+
+@router.post("/session", responses=_RESPONSES, summary="Start a codec session cookie for the Temporal UI")
+async def start_session(request: Request, caller: CodecCaller) -> JSONResponse:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise ApiError(401, "unauthenticated", "start a session with a bearer token")
+    response = JSONResponse({"sub": caller.sub, "tenant": caller.tenant, "path": "/codec",
+                             "max_age_s": COOKIE_MAX_AGE_S})
+    response.set_cookie(COOKIE, header[7:].strip(), max_age=COOKIE_MAX_AGE_S, path="/codec", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+@router.delete("/session", status_code=204, summary="End the codec session")
+async def end_session() -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/codec")
+    return response
+
+
+_SIGN_IN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Steward codec sign-in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/inbox/inbox.css"></head>
+<body><main class="page"><h1>Decrypt payloads in the Temporal UI</h1>
+<p>Steward encrypts every payload it stores in Temporal. Sign in with an operator token to let the
+Temporal UI show them decrypted in this browser, for up to 8 hours.</p>
+<form id="codec-sign-in"><label for="token">Operator token</label>
+<textarea id="token" rows="3" required autocomplete="off"></textarea>
+<button type="submit">Sign in</button></form>
+<p id="status" role="status" aria-live="polite"></p>
+<p>Then, in the Temporal UI, open <em>Data Encoder</em> settings, check that the endpoint is this
+server's <code>/codec</code>, and turn on <em>Include cross-origin credentials</em>.</p></main>
+<script src="/static/inbox/codec-sign-in.js"></script></body></html>"""
+
+
+@router.get("", include_in_schema=False, response_class=HTMLResponse)
+async def sign_in_page() -> HTMLResponse:
+    return HTMLResponse(_SIGN_IN_PAGE, headers={
+        "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                                   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    })

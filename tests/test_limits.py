@@ -1,0 +1,230 @@
+"""Abuse limits: a request rate per principal (429 + Retry-After), request bodies (413), page sizes (422)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from api.errors import ApiError
+from api.limits import BodySizeLimit, PrincipalRateLimit, RateLimiter
+from steward.identity import Principal
+from steward.settings import Settings
+from tests.support import free_port, serve_api
+
+
+LimitedApi = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- The limiter's arithmetic, on a clock the test moves ---
+
+
+def test_a_burst_of_the_limit_passes_and_the_next_request_waits_for_one_refill():
+    clock = FakeClock()
+    limiter = RateLimiter(60, clock=clock)
+    assert [limiter.acquire("k") for _ in range(60)] == [0.0] * 60
+    assert limiter.acquire("k") == pytest.approx(1.0)  # 60 a minute: one more each second
+
+
+def test_requests_come_back_at_the_per_minute_rate():
+    clock = FakeClock()
+    limiter = RateLimiter(60, clock=clock)
+    for _ in range(60):
+        limiter.acquire("k")
+    clock.now += 0.25
+    assert limiter.acquire("k") == pytest.approx(0.75)
+    clock.now += 0.75
+    assert limiter.acquire("k") == 0.0
+    assert limiter.acquire("k") == pytest.approx(1.0)
+    clock.now += 60
+    assert [limiter.acquire("k") for _ in range(60)] == [0.0] * 60  # refilled to the burst, no further
+    assert limiter.acquire("k") > 0
+
+
+def test_each_key_has_its_own_budget():
+    limiter = RateLimiter(2, clock=FakeClock())
+    assert [limiter.acquire("alice"), limiter.acquire("alice")] == [0.0, 0.0]
+    assert limiter.acquire("alice") > 0
+    assert limiter.acquire("bob") == 0.0
+
+
+def test_principals_idle_for_a_minute_are_forgotten():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    for i in range(1000):
+        limiter.acquire(f"token-{i}")
+    assert len(limiter) == 1000
+    clock.now += 59
+    limiter.acquire("busy")
+    assert len(limiter) == 1001  # not yet a minute: their buckets are not full again
+    clock.now += 1
+    limiter.acquire("busy")
+    assert len(limiter) == 1
+
+
+def test_the_table_never_holds_more_than_its_bound():
+    limiter = RateLimiter(10, clock=FakeClock(), max_keys=3)
+    for i in range(50):
+        limiter.acquire(f"token-{i}")
+    assert len(limiter) == 3
+
+
+@pytest.mark.parametrize(("per_minute", "retry_after"), [(600, "1"), (1, "60"), (7, "9")])
+async def test_retry_after_is_whole_seconds_and_at_least_one(per_minute, retry_after):
+    limit = PrincipalRateLimit(per_minute, clock=FakeClock())
+    principal = Principal(sub="alice", roles=("operator",), tenant="acme")
+    for _ in range(per_minute):
+        await limit(principal)
+    with pytest.raises(ApiError) as refused:
+        await limit(principal)
+    assert (refused.value.status, refused.value.code) == (429, "rate_limited")
+    assert refused.value.headers == {"Retry-After": retry_after}
+
+
+async def test_the_same_sub_in_another_tenant_is_another_principal():
+    limit = PrincipalRateLimit(1, clock=FakeClock())
+    await limit(Principal(sub="alice", roles=("operator",), tenant="acme"))
+    await limit(Principal(sub="alice", roles=("operator",), tenant="globex"))
+    with pytest.raises(ApiError):
+        await limit(Principal(sub="alice", roles=("admin",), tenant="acme"))
+
+
+# --- Over real HTTP ---
+
+
+@pytest.fixture
+def limited_api(settings: Settings, client: Client, worker: None) -> LimitedApi:
+    """`async with limited_api(rate_limit_per_minute=3) as http`: an app of its own with those limits."""
+
+    @asynccontextmanager
+    async def serve(**limits: int) -> AsyncIterator[httpx.AsyncClient]:
+        own = settings.model_copy(update={"api_port": free_port(), **limits})
+        async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            yield http
+
+    return serve
+
+
+async def test_request_over_the_rate_limit_is_429_with_retry_after(limited_api, auth):
+    headers = auth()
+    async with limited_api(rate_limit_per_minute=3) as http:
+        for path in ("/v1/workflows", "/v1/runs", "/v1/workflows"):  # one budget across routers
+            assert (await http.get(path, headers=headers)).status_code == 200
+        refused = await http.get("/v1/approvals", headers=headers)
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 20  # 3 a minute: one more every 20 s
+        error = refused.json()["error"]
+        assert error["code"] == "rate_limited" and "3 requests a minute" in error["message"]
+
+        assert (await http.get("/v1/workflows", headers=auth(sub="bob"))).status_code == 200
+        for path in ("/healthz", "/inbox", "/healthz", "/inbox"):
+            assert (await http.get(path)).status_code == 200, path
+        assert (await http.get("/v1/workflows")).status_code == 401  # identity is checked first
+
+
+def fingerprint_request(text: str) -> dict:
+    return {"input": {"documents": [{"name": "a.txt", "text": text}]}}
+
+
+async def start(http: httpx.AsyncClient, headers: dict[str, str], **kwargs) -> httpx.Response:
+    return await http.post("/v1/workflows/document-fingerprint/runs", headers=headers, **kwargs)
+
+
+def assert_too_large(response: httpx.Response) -> None:
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "payload_too_large"
+    assert "2048 bytes" in error["message"] and "STEWARD_MAX_BODY_BYTES" in error["message"]
+
+
+async def test_body_declared_over_the_limit_is_413_and_never_reaches_the_route(limited_api, auth):
+    headers = {**auth(), "Idempotency-Key": uuid.uuid4().hex}
+    async with limited_api(max_body_bytes=2048) as http:
+        refused = await start(http, headers, json=fingerprint_request("x" * 4096))
+        assert "content-length" in refused.request.headers
+        assert_too_large(refused)
+
+        # Had the route run, the key would belong to the big request, and another body would be 409.
+        accepted = await start(http, headers, json=fingerprint_request("small"))
+        assert accepted.status_code == 202, accepted.text
+
+
+async def test_chunked_body_over_the_limit_is_413_and_never_reaches_the_route(limited_api, auth):
+    headers = {**auth(), "Idempotency-Key": uuid.uuid4().hex, "Content-Type": "application/json"}
+
+    async def chunks(body: dict) -> AsyncIterator[bytes]:
+        data = json.dumps(body).encode()
+        for at in range(0, len(data), 512):
+            yield data[at:at + 512]
+
+    async with limited_api(max_body_bytes=2048) as http:
+        refused = await start(http, headers, content=chunks(fingerprint_request("x" * 8192)))
+        assert refused.request.headers["transfer-encoding"] == "chunked"
+        assert_too_large(refused)
+
+        accepted = await start(http, headers, content=chunks(fingerprint_request("y" * 1024)))
+        assert accepted.status_code == 202, accepted.text  # a chunked body under the limit is read whole
+
+
+async def test_declared_length_over_the_limit_is_refused_before_reading_anything():
+    async def route(scope, receive, send):
+        raise AssertionError("the app must not run")
+
+    async def receive():
+        raise AssertionError("the body must not be read")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"1025")]}
+    await BodySizeLimit(route, max_bytes=1024)(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["code"] == "payload_too_large"
+
+
+async def test_streamed_body_stops_being_read_at_the_chunk_that_passes_the_limit():
+    reads = 0
+
+    async def receive():
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"x" * 512, "more_body": reads < 10}
+
+    async def route(scope, receive, send):
+        while (await receive())["more_body"]:
+            pass
+        raise AssertionError("the whole body was read")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    await BodySizeLimit(route, max_bytes=1024)({"type": "http", "method": "POST", "path": "/", "headers": []},
+                                               receive, send)
+    assert reads == 3  # 1536 bytes: the first read past 1024
+    assert sent[0]["status"] == 413
+
+
+@pytest.mark.parametrize("path", ["/v1/runs", "/v1/approvals"])
+async def test_page_size_over_100_is_422(http, auth, path):
+    headers = auth(roles=("operator", "approver"))
+    response = await http.get(path, params={"page_size": 101}, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "query.page_size"
+    assert (await http.get(path, params={"page_size": 100}, headers=headers)).status_code == 200
