@@ -33,13 +33,15 @@ from steward.logs import configure_logging
 from steward.settings import Settings
 from steward.telemetry import configure_tracing
 from steward.codec import Keyring, data_converter
-from tests.support import free_port, running_workers, serve_api
+from tests.support import WATCHED, free_port, running_workers, serve_api, watch
 from workflows.catalog import discover
 
 TEST_SECRET = "test-secret-for-the-suite-only-0123456789abcdef"
 # The suite's encryption keyring (a fixed test key): every payload the tests write is encrypted.
 TEST_ENCRYPTION_KEYS = "ktest-1:" + "VGVzdCBrZXkgZm9yIHRoZSBTdGV3YXJkIHN1aXRlISE="
 TEST_DATA_CONVERTER = data_converter(Keyring.parse(TEST_ENCRYPTION_KEYS, "tests"))
+# Applicants the tests invent; their names must reach no log line.
+TEST_APPLICANT_NAMES = ("Hanna Becker", "Marek Nowak", "Zebulon Quillfeather", "Ada Lovelace", "Łukasz Żółć")
 FIXTURE_PACKAGES = ["tests.workflow_fixtures"]
 SPAN_EXPORTER = InMemorySpanExporter()
 
@@ -53,6 +55,24 @@ def test_interceptors() -> list:
 
 
 test_interceptors.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_or_applicant_name_in_any_log_line() -> Iterator[None]:
+    """The log-scan proof: every log line of the session, rendered as Steward writes it, is
+    searched at the end for every watched secret and test applicant's name."""
+    watch("the JWT secret", TEST_SECRET)
+    watch("the encryption key", TEST_ENCRYPTION_KEYS.split(":", 1)[1])
+    watch("an applicant's name", *TEST_APPLICANT_NAMES)
+    lines = LogLines()
+    root = logging.getLogger()
+    root.addHandler(lines)
+    yield
+    root.removeHandler(lines)
+    text = "\n".join(lines.lines)
+    assert len(lines.lines) > 100, "the log scan saw almost no log lines: is the handler attached?"
+    leaked = sorted({what for value, what in WATCHED.items() if value in text})
+    assert not leaked, f"found in log lines: {', '.join(leaked)}"
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +116,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, temporal_env: WorkflowEnv
         notify_allow_private_networks=True,
     )
     runtime.configure(settings)  # what the in-process worker's activities read
+    watch("the webhook signing secret", settings.webhook_signing_secret())
     yield settings
     runtime.configure(None)
 

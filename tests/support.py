@@ -20,6 +20,17 @@ from workers.worker import build_workers, run_workers
 from workflows.catalog import Catalog
 
 T = TypeVar("T")
+
+# Values no log line of the whole session may contain: secrets and test applicants' names.
+# Tests register what they create with watch(); conftest's session fixture checks at the end.
+WATCHED: dict[str, str] = {}
+
+
+def watch(what: str, *values: str) -> None:
+    """Register values that must never appear in a log line, under a label safe to print."""
+    for value in values:
+        if value:
+            WATCHED[value] = what
 TERMINAL_STATUSES = {"completed", "failed", "cancelled", "terminated", "timed_out"}
 # Deadlines are for hangs, not for timing: a healthy run finishes in well under a second.
 DEADLINE_S = 60.0

@@ -15,7 +15,7 @@ import pytest
 
 from steward.apikeys import KEYS_FILE, ApiKeyStore
 from steward.identity import InvalidToken
-from tests.support import free_port, serve_api
+from tests.support import free_port, serve_api, watch
 
 
 def steward(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -27,7 +27,9 @@ def create_key(data_dir: Path, name: str, role: str, tenant: str) -> str:
     result = steward(data_dir, "apikey", "create", "--name", name, "--role", role, "--tenant", tenant)
     assert result.returncode == 0, result.stderr
     assert "only this once" in result.stderr
-    return result.stdout.strip()
+    key = result.stdout.strip()
+    watch("an API key", key)
+    return key
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -14,9 +14,11 @@ from activities.llm.activity import run_llm_task
 from activities.llm.models import LlmTaskRequest, UntrustedText
 from activities.llm.service import configure
 from steward.settings import ModelPrice, Settings
+from tests.support import watch
 from tests.fake_openai import FakeOpenAI, Reply, answer, serve_fake_openai, status, text
 
 API_KEY = "sk-test-endpoint-0123456789abcdefghij"
+watch("an LLM API key", API_KEY)
 VALID = {"risk_level": "medium", "decision": "review", "confidence": 0.72,
          "reasons": ["Source of funds is cash."], "explanation": "Cash funds need a reviewer."}
 REQUEST = LlmTaskRequest(

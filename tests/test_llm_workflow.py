@@ -11,10 +11,11 @@ import pytest
 from activities.llm.service import configure
 from steward import search_attributes as sa
 from tests.fake_openai import FakeOpenAI, answer, serve_fake_openai, status, text
-from tests.support import eventually, wait_for_run
+from tests.support import eventually, wait_for_run, watch
 from tests.test_llm_endpoint import VALID, endpoint_settings
 
 DISTINCT_KEY = f"sk-never-log-me-{uuid.uuid4().hex}"
+watch("an LLM API key", DISTINCT_KEY)
 STEP_INPUT = {"task": "risk-classification", "step": "classify",
               "facts": {"country": "FR", "pep": False, "source_of_funds": "salary"},
               "untrusted": [{"name": "payslip.txt", "text": "Monthly salary 4,000 EUR."}]}

@@ -36,12 +36,13 @@ from activities.notify.webhook import (
 )
 from steward import runtime
 from steward.settings import Settings, webhook_secret
-from tests.support import free_port, wait_for_run
+from tests.support import free_port, wait_for_run, watch
 from tests.workflow_fixtures.notify import NotifyInput, NotifyOutput
 from workflows.notifications import MEMO_KEY
 from workflows.spec import DEFAULT_TASK_QUEUE
 
 SECRET = webhook_secret()
+watch("a webhook secret", SECRET)
 EVENT = {"event_type": "run.completed", "data": {"run": "r-1", "outcome": "approved", "note": "café"}}
 
 
