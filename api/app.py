@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from api import inbox
 from api.errors import install_error_handlers
+from api.paging import PageTokens
 from api.limits import BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import approvals, artifacts, codec, health, runs, workflows
 from policies import rbac
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         rbac.check_startup(settings)  # a broken role policy stops start-up, naming file and line
         app.state.catalog = discover(settings.workflow_packages)
         app.state.jwt_secret = settings.jwt_signing_secret()
+        app.state.page_tokens = PageTokens(app.state.jwt_secret)
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)
         log.info("api started", temporal=settings.temporal_address, workflows=sorted(app.state.catalog.specs))

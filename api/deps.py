@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
+from api.paging import PageTokens
 from policies import rbac
 from steward import apikeys
 from steward.identity import InvalidToken, JwksKeys, Principal, TokenVerifier
@@ -44,7 +45,12 @@ async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
+async def get_page_tokens(request: Request) -> PageTokens:
+    return request.app.state.page_tokens
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+PageTokensDep = Annotated[PageTokens, Depends(get_page_tokens)]
 ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 

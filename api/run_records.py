@@ -8,8 +8,6 @@ truth, and visibility lets lists be filtered server-side.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from datetime import timedelta
 from typing import Any
 
@@ -172,23 +170,3 @@ def visibility_query(tenant: str, workflow: str | None, status: RunStatus | None
     elif status is not None:
         clauses.append(f"ExecutionStatus = '{_VISIBILITY_STATUS[status]}'")
     return " AND ".join(clauses)
-
-
-def encode_page_token(token: bytes | None) -> str | None:
-    return base64.urlsafe_b64encode(token).decode("ascii") if token else None
-
-
-def decode_page_token(token: str | None) -> bytes | None:
-    if not token:
-        return None
-    try:
-        # Strict: a lenient decoder drops junk characters and could turn garbage into "page 1".
-        decoded = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
-        if not decoded:
-            raise binascii.Error("empty token")
-        return decoded
-    except (binascii.Error, UnicodeEncodeError):
-        raise ApiError(
-            400, "bad_request", "next_page_token is not a token this API issued",
-            [{"field": "next_page_token", "message": "not a valid page token"}],
-        ) from None

@@ -70,7 +70,7 @@ def no_secret_or_applicant_name_in_any_log_line() -> Iterator[None]:
     yield
     root.removeHandler(lines)
     text = "\n".join(lines.lines)
-    assert len(lines.lines) > 100, "the log scan saw almost no log lines: is the handler attached?"
+    assert lines.lines, "the log scan saw no log line at all: is its handler attached?"
     leaked = sorted({what for value, what in WATCHED.items() if value in text})
     assert not leaked, f"found in log lines: {', '.join(leaked)}"
 

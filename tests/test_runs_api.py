@@ -144,3 +144,35 @@ async def test_get_with_wait_on_a_run_that_stays_open_returns_it_running(http, a
     assert response.status_code == 200 and response.json()["status"] == "running"
     assert (await http.get(f"/v1/runs/{run_id}", params={"wait": 51}, headers=auth())).status_code == 422
     await http.post(f"/v1/runs/{run_id}/cancel", headers=auth())
+
+
+async def test_page_tokens_only_work_for_the_query_they_were_issued_for(http, auth):
+    for _ in range(3):
+        await start(http, auth(), "document-fingerprint", DOCS)
+    await eventually(lambda: _count_is_at_least(http, auth(), 3), "three runs listed")
+    page = (await http.get("/v1/runs", params={"page_size": 1}, headers=auth())).json()
+    token = page["next_page_token"]
+    assert token
+    # Another filter, or another tenant, may not continue this listing.
+    other_filter = await http.get("/v1/runs", params={"page_size": 1, "status": "completed",
+                                                      "next_page_token": token}, headers=auth())
+    other_tenant = await http.get("/v1/runs", params={"page_size": 1, "next_page_token": token},
+                                  headers=auth(tenant="someone-else"))
+    assert other_filter.status_code == other_tenant.status_code == 400
+    assert (await http.get("/v1/runs", params={"page_size": 1, "next_page_token": token},
+                           headers=auth())).status_code == 200
+
+
+async def test_forged_page_token_is_refused_before_it_reaches_temporal(http, auth):
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"\x00" * 16 + b"garbage the server would retry on").decode()
+    for path in ("/v1/runs", "/v1/approvals"):
+        response = await http.get(path, params={"next_page_token": forged},
+                                  headers=auth(roles=("operator", "approver")))
+        assert response.status_code == 400, path
+        assert response.json()["error"]["details"][0]["field"] == "next_page_token"
+
+
+async def _count_is_at_least(http, headers, n: int) -> bool:
+    return len(await list_ids(http, headers, page_size=100)) >= n

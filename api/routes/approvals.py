@@ -16,9 +16,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ClientDep, require
+from api.deps import ClientDep, PageTokensDep, require
 from api.errors import ApiError, ErrorResponse
-from api.run_records import decode_page_token, describe_for_tenant, encode_page_token, is_closed, run_link
+from api.paging import fetch_page
+from api.run_records import describe_for_tenant, is_closed, run_link
 from steward import search_attributes as sa
 from steward.identity import Principal
 from steward.identity_headers import acting_as
@@ -122,21 +123,16 @@ def may_decide(principal: Principal, state: ApprovalState) -> bool:
 async def inbox(
     principal: Decider,
     client: ClientDep,
+    page_tokens: PageTokensDep,
     status: Literal["pending"] = "pending",
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     next_page_token: str | None = None,
 ) -> Inbox:
     query = (f"{sa.TENANT.name} = '{principal.tenant}' AND ExecutionStatus = 'Running'"
              f" AND {sa.APPROVAL_STATE.name} = '{status}'")
-    executions = client.list_workflows(query, page_size=page_size, next_page_token=decode_page_token(next_page_token))
-    try:
-        await executions.fetch_next_page()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise ApiError(400, "bad_request", "next_page_token is not valid for this query") from None
-        raise
+    runs, token = await fetch_page(client, page_tokens, query, page_size, next_page_token)
     items = []
-    for execution in executions.current_page or ():
+    for execution in runs:
         memo = await execution.memo()
         for raw in memo.get(MEMO_KEY) or ():
             state = ApprovalState.model_validate(raw)
@@ -150,4 +146,4 @@ async def inbox(
                 links=InboxLinks(run=run_link(execution.id).self, decide=f"/v1/runs/{execution.id}/approvals"),
             ))
     items.sort(key=lambda i: i.waiting_since)
-    return Inbox(approvals=items, next_page_token=encode_page_token(executions.next_page_token))
+    return Inbox(approvals=items, next_page_token=token)

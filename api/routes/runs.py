@@ -8,14 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CatalogDep, ClientDep, require
+from api.deps import CatalogDep, ClientDep, PageTokensDep, require
 from api.errors import ApiError, ErrorResponse
 from api.models import CancelAccepted, RunDetail, RunPage, RunStatus
+from api.paging import fetch_page
 from api.run_records import (
-    decode_page_token,
     describe_for_tenant,
     detail_of,
-    encode_page_token,
     is_closed,
     run_link,
     summary_of,
@@ -40,6 +39,7 @@ async def list_runs(
     principal: RunReader,
     client: ClientDep,
     catalog: CatalogDep,
+    page_tokens: PageTokensDep,
     workflow: str | None = None,
     status: RunStatus | None = None,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -47,21 +47,9 @@ async def list_runs(
 ) -> RunPage:
     if workflow is not None and catalog.get(workflow) is None:
         raise ApiError(404, "not_found", f"no workflow named {workflow!r}")
-    executions = client.list_workflows(
-        visibility_query(principal.tenant, workflow, status),
-        page_size=page_size,
-        next_page_token=decode_page_token(next_page_token),
-    )
-    try:
-        await executions.fetch_next_page()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise ApiError(400, "bad_request", "next_page_token is not valid for this query") from None
-        raise
-    return RunPage(
-        runs=[summary_of(e) for e in executions.current_page or ()],
-        next_page_token=encode_page_token(executions.next_page_token),
-    )
+    runs, token = await fetch_page(client, page_tokens,
+                                   visibility_query(principal.tenant, workflow, status), page_size, next_page_token)
+    return RunPage(runs=[summary_of(e) for e in runs], next_page_token=token)
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=_ERRORS)
