@@ -99,7 +99,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         ensure_ports_free(settings)
     except PortInUse as exc:
         raise CliError(str(exc)) from None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Private: the data dir holds Temporal's database and search attributes, not only secrets.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.data_dir.chmod(0o700)
     # Create the secrets once, before the children race to.
     settings.jwt_signing_secret()
     settings.webhook_signing_secret()
@@ -424,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from policies.loader import PolicyError
+    from steward.codec import KeyringError
 
     args = build_parser().parse_args(argv)
     try:
@@ -436,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PolicyError as exc:  # names the file and the problem
         print(f"steward: policy: {exc}", file=sys.stderr)
+        return 2
+    except KeyringError as exc:  # names the source and the problem, never a key
+        print(f"steward: encryption keys: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

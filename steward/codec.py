@@ -28,7 +28,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
-from steward.settings import Settings, read_or_create_secret_file
+from steward.settings import Settings, read_or_create_secret_file, read_secret_file
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -75,7 +75,14 @@ class Keyring:
     def from_settings(cls, settings: Settings) -> Keyring:
         if settings.encryption_keys is not None:
             return cls.parse(settings.encryption_keys.get_secret_value(), "STEWARD_ENCRYPTION_KEYS")
-        path = settings.encryption_key_file or settings.data_dir / KEY_FILE
+        if settings.encryption_key_file is not None:
+            # A key file named explicitly must exist: a typo or a missing mount must not quietly
+            # start a new keyring that cannot read anything written before.
+            try:
+                return cls.parse(read_secret_file(settings.encryption_key_file), str(settings.encryption_key_file))
+            except FileNotFoundError:
+                raise KeyringError(f"{settings.encryption_key_file}: no such key file") from None
+        path = settings.data_dir / KEY_FILE
         return cls.parse(read_or_create_secret_file(path, new_key_entry), str(path))
 
     def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:

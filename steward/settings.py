@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -193,15 +194,26 @@ def webhook_secret() -> str:
 def read_or_create_secret_file(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
     """Return the secret stored at `path`, creating it (mode 0600) with `make()` if it does not exist.
 
-    Creation uses O_EXCL so two processes starting at once agree on one secret.
+    The secret is written to a private temporary file first and then hard-linked into place, which
+    fails if the file already exists: two processes starting at once agree on one secret, and
+    neither can read a file the other has created but not yet written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
-    except FileExistsError:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
         return read_secret_file(path)
-    with os.fdopen(fd, "w") as f:
-        f.write(make())
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, SECRET_FILE_MODE)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race: its secret is the one
+    finally:
+        os.unlink(temporary)
     return read_secret_file(path)
 
 

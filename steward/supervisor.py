@@ -97,7 +97,9 @@ class Supervisor:
         self.server: Child | None = None
         if settings.uses_embedded_temporal:
             # The UI decrypts payloads through the API's codec endpoint, for signed-in operators only.
-            codec_endpoint = f"http://{settings.api_host}:{settings.api_port}/codec"
+            # A wildcard bind address is not somewhere a browser can call: use loopback then.
+            host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+            codec_endpoint = f"http://{host}:{settings.api_port}/codec"
             self.server = Child(
                 "temporal", dev_server_command(settings, codec_endpoint=codec_endpoint), SERVER_STOP_TIMEOUT_S,
                 stdout_to_stderr=True,

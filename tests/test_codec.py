@@ -73,3 +73,20 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(PermissionError, match="0600"):
         Keyring.from_settings(Settings(data_dir=tmp_path, encryption_key_file=path))
+
+
+def test_a_named_key_file_that_does_not_exist_is_an_error_not_a_new_keyring(tmp_path):
+    missing = tmp_path / "mounted" / "keys"
+    with pytest.raises(KeyringError, match="no such key file"):
+        Keyring.from_settings(Settings(data_dir=tmp_path, encryption_key_file=missing))
+    assert not missing.exists()
+
+
+def test_processes_creating_the_key_file_at_once_agree_on_one_keyring(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = Settings(data_dir=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        rings = list(pool.map(lambda _: Keyring.from_settings(settings), range(16)))
+    assert all(r == rings[0] for r in rings)
+    assert [p.name for p in tmp_path.iterdir()] == ["encryption-keys"]  # no temporary files left

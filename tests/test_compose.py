@@ -25,7 +25,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 SETUP_SERVICE = "temporal-setup"
 STEWARD_SERVICES = ("api", "worker")
 SETTINGS_VARIABLES = {f"STEWARD_{name.upper()}" for name in Settings.model_fields}
-SECRET_VARIABLES = ("STEWARD_JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD")
+SECRET_VARIABLES = ("STEWARD_JWT_SECRET", "STEWARD_ENCRYPTION_KEYS", "STEWARD_NOTIFY_WEBHOOK_SECRET",
+                    "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD")
 # `${NAME:?message}`: compose refuses to start without the variable, and there is no default.
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
 WAITING_CONDITIONS = {"service_healthy", "service_completed_successfully"}
