@@ -41,8 +41,6 @@ from pydantic import SecretStr
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -198,12 +196,7 @@ def _raw_path(client: Client, spec: WorkflowSpec) -> Callable[[], Awaitable[Samp
         "request_sha256": hashlib.sha256(request.model_dump_json().encode()).hexdigest(),
         "callback_url": None,
     }
-    attributes = TypedSearchAttributes([
-        SearchAttributePair(sa.WORKFLOW_NAME, spec.name),
-        SearchAttributePair(sa.TENANT, PRINCIPAL.tenant),
-        SearchAttributePair(sa.REQUESTED_BY, PRINCIPAL.sub),
-        SearchAttributePair(sa.STAGE, "started"),
-    ])
+    attributes = sa.for_new_run(spec.name, PRINCIPAL.tenant, PRINCIPAL.sub)
 
     async def run_once() -> Sample:
         workflow_id = f"{spec.name}-{uuid.uuid4().hex}"

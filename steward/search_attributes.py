@@ -5,7 +5,7 @@ key listed in ALL at start; a self-hosted cluster or Temporal Cloud needs them r
 (docs/configuration.md shows the `temporal operator search-attribute create` command).
 """
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 WORKFLOW_NAME = SearchAttributeKey.for_keyword("WorkflowName")
 STAGE = SearchAttributeKey.for_keyword("Stage")
@@ -42,3 +42,13 @@ _CLI_TYPE_NAMES = {
 def cli_declarations() -> list[str]:
     """`Name=Type` pairs for `temporal server start-dev --search-attribute`."""
     return [f"{key.name}={_CLI_TYPE_NAMES[key.indexed_value_type.name]}" for key in ALL]
+
+
+def for_new_run(workflow: str, tenant: str, requested_by: str) -> TypedSearchAttributes:
+    """What every run carries from its start: what it is, whose it is, and its first stage."""
+    return TypedSearchAttributes([
+        SearchAttributePair(WORKFLOW_NAME, workflow),
+        SearchAttributePair(TENANT, tenant),
+        SearchAttributePair(REQUESTED_BY, requested_by),
+        SearchAttributePair(STAGE, "started"),
+    ])

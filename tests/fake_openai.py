@@ -15,13 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support import free_port
+from tests.support import free_port, serve_asgi
 
 DEFAULT_MODEL_VERSION = "gpt-4o-mini-2024-07-18"
 
@@ -89,13 +88,5 @@ async def serve_fake_openai() -> AsyncIterator[FakeOpenAI]:
     port = free_port()
     fake = FakeOpenAI(url=f"http://127.0.0.1:{port}/v1")
     app = Starlette(routes=[Route("/v1/chat/completions", fake.handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with serve_asgi(app, port):
         yield fake
-    finally:
-        server.should_exit = True
-        await task

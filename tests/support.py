@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from api.app import create_app
@@ -65,21 +66,27 @@ async def wait_for_run(http: httpx.AsyncClient, run_id: str, headers: dict[str, 
 
 
 @asynccontextmanager
-async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
-    """The real app, served by uvicorn over real HTTP on settings.api_port, in this process."""
-    config = uvicorn.Config(create_app(settings, client=client), host="127.0.0.1", port=settings.api_port,
-                            log_config=None, access_log=False, lifespan="on")
+async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "off") -> AsyncIterator[str]:
+    """Any ASGI app served by uvicorn over real HTTP on `port`, in this process and event loop."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
             if task.done():
                 task.result()  # startup failed: raise its error
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{settings.api_port}"
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The real Steward app on settings.api_port."""
+    async with serve_asgi(create_app(settings, client=client), settings.api_port, lifespan="on") as url:
+        yield url
 
 
 @asynccontextmanager

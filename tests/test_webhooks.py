@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -36,7 +35,7 @@ from activities.notify.webhook import (
 )
 from steward import runtime
 from steward.settings import Settings, webhook_secret
-from tests.support import free_port, wait_for_run, watch
+from tests.support import free_port, wait_for_run, watch, serve_asgi
 from tests.workflow_fixtures.notify import NotifyInput, NotifyOutput
 from workflows.notifications import MEMO_KEY
 from workflows.spec import DEFAULT_TASK_QUEUE
@@ -93,16 +92,8 @@ async def serve_receiver() -> AsyncIterator[Receiver]:
     port = free_port()
     receiver = Receiver(url=f"http://127.0.0.1:{port}/hooks")
     app = Starlette(routes=[Route("/{path:path}", receiver.handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with serve_asgi(app, port):
         yield receiver
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import ValidationError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import CatalogDep, ClientDep, CurrentPrincipal, RbacDep, authorize, require
@@ -103,12 +103,7 @@ async def start_run(
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={"requested_by": principal.sub, "tenant": principal.tenant,
                   "request_sha256": digest, "callback_url": callback_url},
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.WORKFLOW_NAME, spec.name),
-                SearchAttributePair(sa.TENANT, principal.tenant),
-                SearchAttributePair(sa.REQUESTED_BY, principal.sub),
-                SearchAttributePair(sa.STAGE, "started"),
-            ]),
+            search_attributes=sa.for_new_run(spec.name, principal.tenant, principal.sub),
             static_summary=spec.static_summary(validated),
         )
         status = RunStatus.running
