@@ -78,6 +78,8 @@ def _print_banner(settings, show_tokens: bool) -> None:
         "Steward is up.",
         f"  API docs:     {settings.api_url}/docs",
         f"  Temporal UI:  {settings.ui_url or '(external Temporal: ' + settings.temporal_address + ')'}",
+        f"  Inbox:        {settings.api_url}/inbox  (approvers)",
+        f"  Codec:        {settings.api_url}/codec  (operators: sign in to see decrypted payloads in the UI)",
     ]
     if show_tokens:
         lines.append(f"  Dev tokens (tenant {settings.dev_tenant}, valid {DEV_TOKEN_TTL}); paste one as")

@@ -9,6 +9,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from tests.conftest import TEST_DATA_CONVERTER
 
+pytest_plugins = ["tests.browser"]
+
 UI_ORIGIN_PORT_FIELD = "ui_port"
 
 
@@ -95,3 +97,18 @@ def test_steward_up_points_the_ui_at_the_codec_endpoint(settings):
     command = Supervisor(settings).server.argv
     assert command[command.index("--ui-codec-endpoint") + 1] == f"http://127.0.0.1:{settings.api_port}/codec"
     assert "--ui-codec-endpoint" not in dev_server_command(settings)
+
+
+async def test_an_operator_signs_in_and_out_on_the_codec_page_in_a_real_browser(page, api_url, auth):
+    token = auth(sub="olga", roles=("operator",))["Authorization"].removeprefix("Bearer ")
+    await page.goto(f"{api_url}/codec")
+    await page.get_by_label("Operator token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("Signed in as olga").wait_for()
+    cookies = await page.context.cookies()
+    session = next(c for c in cookies if c["name"] == "steward_codec")
+    assert session["httpOnly"] and session["path"] == "/codec" and session["sameSite"] == "Strict"
+    assert token not in await page.content()  # the field was cleared; the token lives only in the cookie
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_text("Signed out").wait_for()
+    assert not [c for c in await page.context.cookies() if c["name"] == "steward_codec"]

@@ -141,7 +141,8 @@ _SIGN_IN_PAGE = """<!doctype html>
 Temporal UI show them decrypted in this browser, for up to 8 hours.</p>
 <form id="codec-sign-in"><label for="token">Operator token</label>
 <textarea id="token" rows="3" required autocomplete="off"></textarea>
-<button type="submit">Sign in</button></form>
+<button type="submit">Sign in</button>
+<button type="button" id="sign-out">Sign out</button></form>
 <p id="status" role="status" aria-live="polite"></p>
 <p>Then, in the Temporal UI, open <em>Data Encoder</em> settings, check that the endpoint is this
 server's <code>/codec</code>, and turn on <em>Include cross-origin credentials</em>.</p></main>

@@ -22,3 +22,11 @@ form.addEventListener("submit", async (event) => {
     status.textContent = "Steward is not reachable.";
   }
 });
+document.getElementById("sign-out").addEventListener("click", async () => {
+  try {
+    await fetch("/codec/session", { method: "DELETE" });
+    status.textContent = "Signed out. The Temporal UI shows payloads encrypted again in this browser.";
+  } catch {
+    status.textContent = "Steward is not reachable.";
+  }
+});
