@@ -47,7 +47,7 @@ def _settings(args: argparse.Namespace):  # -> Settings, imported lazily to keep
         # e.g. a list setting that is not JSON: the message names the field.
         raise CliError(f"invalid settings: {exc} (list and map settings take JSON)") from None
     try:
-        settings.temporal_profile  # surface a broken envconfig profile here, not in a child process
+        _ = settings.temporal_profile  # surface a broken envconfig profile here, not in a child process
     except RuntimeError as exc:
         raise CliError(f"Temporal configuration (envconfig): {exc}") from None
     return settings

@@ -11,7 +11,7 @@ import pytest
 from activities.llm.service import configure
 from steward import search_attributes as sa
 from tests.fake_openai import FakeOpenAI, answer, serve_fake_openai, status, text
-from tests.support import eventually, wait_for_run, watch
+from tests.support import wait_for_run, watch
 from tests.test_llm_endpoint import VALID, endpoint_settings
 
 DISTINCT_KEY = f"sk-never-log-me-{uuid.uuid4().hex}"

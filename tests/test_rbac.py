@@ -4,7 +4,6 @@ allowed, and a broken policy file stops start-up naming file, line and problem."
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -60,7 +59,8 @@ async def test_each_role_gets_exactly_its_permissions_on_every_route(http, auth,
             refusals[name] = response.json()["error"]
             assert refusals[name] == {"code": "forbidden", "message": f"missing permission {permission}",
                                       "details": {"permission": permission}}, name
-    assert dict(zip([r[0] for r in ROUTES], answers)) == dict(zip([r[0] for r in ROUTES], EXPECTED[role]))
+    assert dict(zip([r[0] for r in ROUTES], answers, strict=True)) == dict(
+        zip([r[0] for r in ROUTES], EXPECTED[role], strict=True))
     await http.post(f"/v1/runs/{run_id}/cancel", headers=auth(roles=("operator",)))
 
 

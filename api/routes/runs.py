@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CatalogDep, ClientDep, PageTokensDep, require
 from api.errors import ApiError, ErrorResponse
