@@ -78,3 +78,34 @@ async def test_decision_before_the_first_rung_stops_the_ladder(skipping_env, ski
     run = await wait_for_run(skipping_api, run_id, auth())
     assert run["result"]["status"] == "rejected"
     assert [e["kind"] for e in run["approvals"][0]["events"]] == ["requested", "voted", "decided"]
+
+
+async def test_reminder_and_escalation_are_announced_on_the_platform_webhook(skipping_env, skipping_api, auth,
+                                                                              settings):
+    from standardwebhooks import Webhook
+
+    from steward import runtime
+    from tests.test_webhooks import serve_receiver
+
+    async with serve_receiver() as receiver:
+        runtime.configure(settings.model_copy(update={"notify_webhook_url": f"{receiver.url}/platform"}))
+        try:
+            run_id = await start(skipping_api, auth)
+            await skipping_env.sleep(timedelta(hours=25))
+            await eventually(lambda: _received(receiver, 1), "the reminder webhook")
+            await skipping_env.sleep(timedelta(hours=48))
+            await eventually(lambda: _received(receiver, 2), "the escalation webhook")
+        finally:
+            runtime.configure(settings)
+        events = [Webhook(settings.webhook_signing_secret()).verify(r.body, r.headers) for r in receiver.requests]
+    assert [e["type"] for e in events] == ["approval.reminder", "approval.escalated"]
+    assert events[0]["data"]["run_id"] == run_id and events[0]["data"]["roles"] == ["approver"]
+    assert events[1]["data"]["roles"] == ["compliance_lead"]
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 2  # one message per rung
+    await skipping_api.post(f"/v1/runs/{run_id}/approvals", json={"decision": "reject"},
+                            headers=auth(sub="lena", roles=("compliance_lead",)))
+    await wait_for_run(skipping_api, run_id, auth())
+
+
+async def _received(receiver, count: int) -> bool:
+    return len(receiver.requests) >= count

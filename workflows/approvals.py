@@ -23,9 +23,14 @@ from temporalio.exceptions import ApplicationError
 from steward.search_attributes import APPROVAL_STATE
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify.webhook import WebhookTarget, deliver_webhook
     from steward.identity_headers import verified_caller
 
+from workflows.notifications import notify
+
 DECIDE_UPDATE = "steward.decide"
+# Activities a workflow using approvals must register (reminders and escalations are announced).
+APPROVAL_ACTIVITIES = (deliver_webhook,)
 MEMO_KEY = "approvals"
 KEY_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 
@@ -192,6 +197,7 @@ class ApprovalsMixin:
             self._climb(state, step)
             if state.status != "pending":
                 break
+            self._announce(state, step)
         self._publish()
         approved = state.status == "approved" or (state.status == "expired" and state.auto_decision == "approve")
         return ApprovalOutcome(key=state.key, approved=approved, status=state.status, decided_by=state.decided_by,
@@ -215,6 +221,21 @@ class ApprovalsMixin:
             state.events.append(ApprovalEvent(at=now, kind="auto_decided", detail=f"{step.decision}: {step.reason}"))
             workflow.logger.info("approval decided by the ladder", extra={"approval": state.key})
         self._publish()
+
+    def _announce(self, state: ApprovalState, step: LadderStep) -> None:
+        """Tell the organisation a reminder or escalation happened, on the platform webhook
+        (STEWARD_NOTIFY_WEBHOOK_URL), from where it reaches chat or e-mail. It runs beside the
+        ladder, never in its way: an unreachable receiver must not delay the next rung."""
+        event = {"remind": "approval.reminder", "escalate": "approval.escalated"}[step.action]
+        rung = len([e for e in state.events if e.kind in ("reminded", "escalated")])
+        data = {"run_id": workflow.info().workflow_id, "approval_key": state.key, "title": state.title,
+                "roles": state.roles, "waiting_since": state.waiting_since.isoformat(),
+                "requested_at": state.requested_at.isoformat()}
+        if not hasattr(self, "_steward_announcements"):
+            self._steward_announcements: list[asyncio.Task[Any]] = []
+        self._steward_announcements.append(asyncio.create_task(
+            notify([WebhookTarget(kind="platform")], event, data, step=f"approval-{state.key}-{rung}")
+        ))
 
     # --- the decision update ------------------------------------------------------------------
 

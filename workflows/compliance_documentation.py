@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from steward.search_attributes import RISK_LEVEL
-from workflows.approvals import ApprovalRequest, ApprovalsMixin, LadderStep
+from workflows.approvals import APPROVAL_ACTIVITIES, ApprovalRequest, ApprovalsMixin, LadderStep
 from workflows.llm_steps import LlmLedger
 from workflows.spec import WorkflowSpec
 from workflows.stage import enter_stage
@@ -211,6 +211,7 @@ SPEC = WorkflowSpec(
     workflow=ComplianceDocumentationWorkflow,
     input_model=ComplianceInput,
     output_model=ComplianceResult,
-    activities=(extract_applicant_facts, run_llm_task, generate_compliance_report, deliver_webhook),
+    activities=(extract_applicant_facts, run_llm_task, generate_compliance_report, deliver_webhook,
+                *APPROVAL_ACTIVITIES),
     summary=_summary,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from temporalio import workflow
 
-from workflows.approvals import ApprovalOutcome, ApprovalRequest, ApprovalsMixin
+from workflows.approvals import APPROVAL_ACTIVITIES, ApprovalOutcome, ApprovalRequest, ApprovalsMixin
 from workflows.spec import WorkflowSpec
 from workflows.stage import enter_stage
 
@@ -31,4 +31,5 @@ SPEC = WorkflowSpec(
     workflow=TestApprovalWorkflow,
     input_model=TestApprovalInput,
     output_model=ApprovalOutcome,
+    activities=APPROVAL_ACTIVITIES,
 )
