@@ -30,6 +30,7 @@ from api.errors import ApiError
 from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
 from steward import search_attributes as sa
 from workflows.approvals import MEMO_KEY as APPROVALS_MEMO_KEY
+from workflows.artifacts import MEMO_KEY as ARTIFACTS_MEMO_KEY
 from workflows.approvals import ApprovalState
 from workflows.llm_steps import MEMO_KEY as LLM_MEMO_KEY
 from workflows.spec import WorkflowSpec
@@ -50,8 +51,6 @@ _VISIBILITY_STATUS = {
     RunStatus.timed_out: "TimedOut",
 }
 APPROVAL_PENDING = "pending"
-# Where a run records its artifacts (name, content type, size, SHA-256): never the bytes.
-ARTIFACTS_MEMO_KEY = "artifacts"
 NOTIFICATIONS_MEMO_KEY = "notifications"
 
 

@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from steward.search_attributes import RISK_LEVEL
+from workflows.artifacts import record_artifacts
 from workflows.approvals import APPROVAL_ACTIVITIES, ApprovalRequest, ApprovalsMixin, LadderStep
 from workflows.llm_steps import LlmLedger
 from workflows.spec import WorkflowSpec
@@ -37,7 +38,6 @@ NAME = "compliance-documentation"
 REVIEW_KEY = "compliance-review"
 ESCALATION_ROLE = "compliance_lead"
 TIMED_OUT_REASON = "approval timed out"
-ARTIFACTS_MEMO_KEY = "artifacts"
 
 # Normalising a few documents is milliseconds; 30 s covers a busy worker.
 EXTRACT_TIMEOUT = timedelta(seconds=30)
@@ -140,7 +140,7 @@ class ComplianceDocumentationWorkflow(ApprovalsMixin):
             ),
             start_to_close_timeout=REPORT_TIMEOUT, retry_policy=REPORT_RETRY,
         )
-        workflow.upsert_memo({ARTIFACTS_MEMO_KEY: [report.model_dump(mode="json")]})
+        record_artifacts([report])
 
         enter_stage("notify", "Notifying")
         callback_url = workflow.memo_value("callback_url", None)
