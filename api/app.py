@@ -15,12 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import inbox
+from activities.artifacts.store import FileArtifactStore
 from api.errors import install_error_handlers
 from api.paging import PageTokens
 from api.limits import BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import approvals, artifacts, codec, health, runs, workflows
 from policies import rbac
 from steward import __version__, temporal_client
+from steward.codec import EncryptionCodec, Keyring
 from steward.logs import get_logger
 from steward.settings import Settings
 from workflows.catalog import discover
@@ -75,6 +77,10 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         app.state.catalog = discover(settings.workflow_packages)
         app.state.jwt_secret = settings.jwt_signing_secret()
         app.state.page_tokens = PageTokens(app.state.jwt_secret)
+        # One keyring for the API's artifact reads and its /codec endpoint, read once.
+        keyring = Keyring.from_settings(settings)
+        app.state.artifacts = FileArtifactStore(settings.artifacts_dir, keyring)
+        app.state.codec = EncryptionCodec(keyring)
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)
         log.info("api started", temporal=settings.temporal_address, workflows=sorted(app.state.catalog.specs))

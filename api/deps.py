@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from activities.artifacts.store import ArtifactStore
 from api.errors import ApiError
 from api.paging import PageTokens
 from policies import rbac
@@ -49,7 +50,12 @@ async def get_page_tokens(request: Request) -> PageTokens:
     return request.app.state.page_tokens
 
 
+async def get_artifacts(request: Request) -> ArtifactStore:
+    return request.app.state.artifacts
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 PageTokensDep = Annotated[PageTokens, Depends(get_page_tokens)]
 ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]

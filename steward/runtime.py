@@ -6,15 +6,17 @@ Workflows never read it (configuration reaches them through inputs and activity 
 
 from __future__ import annotations
 
+from steward.codec import Keyring
 from steward.settings import Settings
 
 _settings: Settings | None = None
+_keyring: Keyring | None = None
 
 
 def configure(settings: Settings | None) -> None:
     """Use `settings` from now on (None: read the environment again on next use)."""
-    global _settings
-    _settings = settings
+    global _settings, _keyring
+    _settings, _keyring = settings, None
 
 
 def settings() -> Settings:
@@ -22,3 +24,12 @@ def settings() -> Settings:
     if _settings is None:
         _settings = Settings()
     return _settings
+
+
+def keyring() -> Keyring:
+    """The encryption keyring of these settings, read once: activities must not re-read key
+    files on every call."""
+    global _keyring
+    if _keyring is None:
+        _keyring = Keyring.from_settings(settings())
+    return _keyring

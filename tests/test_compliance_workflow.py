@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -186,7 +185,9 @@ def test_result_and_inputs_are_json_schemas_in_the_catalog():
     from workflows.compliance_documentation import SPEC
     schema = SPEC.input_model.model_json_schema()
     assert schema["$defs"]["Applicant"]["required"] == ["full_name", "date_of_birth", "country", "document_id"]
-    assert json.dumps(SPEC.output_model.model_json_schema())
+    output = SPEC.output_model.model_json_schema(mode="serialization")
+    assert {"decision", "risk_level", "decided_by", "reasons", "report", "llm"} <= set(output["required"])
+    assert output["properties"]["decision"]["enum"] == ["approved", "rejected"]
 
 
 async def test_timeout_ladder_escalates_to_compliance_lead_then_rejects(skipping_env, skipping_api, auth):

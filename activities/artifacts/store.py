@@ -125,7 +125,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def default_store() -> ArtifactStore:
-    """The store of this process's settings (steward.runtime), encrypting with its keyring."""
-    settings = runtime.settings()
-    return FileArtifactStore(settings.artifacts_dir, Keyring.from_settings(settings))
+    """The store activities use: this process's settings and keyring (steward.runtime)."""
+    return FileArtifactStore(runtime.settings().artifacts_dir, runtime.keyring())
 

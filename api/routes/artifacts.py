@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from activities.artifacts.store import ArtifactCorrupted, ArtifactNotFound, ArtifactRef, default_store
-from api.deps import ClientDep, require
+from activities.artifacts.store import ArtifactCorrupted, ArtifactNotFound, ArtifactRef
+from api.deps import ArtifactsDep, ClientDep, require
 from api.errors import ApiError, ErrorResponse
 from api.run_records import ARTIFACTS_MEMO_KEY, describe_for_tenant
 from steward.identity import Principal
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/runs", tags=["artifacts"])
                **{code: {"model": ErrorResponse} for code in (401, 403, 404, 500)}},
 )
 async def get_artifact(run_id: str, name: str, principal: Annotated[Principal, Depends(require("artifacts:read"))],
-                       client: ClientDep) -> Response:
+                       client: ClientDep, artifacts: ArtifactsDep) -> Response:
     description = await describe_for_tenant(client, run_id, principal.tenant)
     memo = await description.memo()
     recorded = {ref["name"]: ArtifactRef.model_validate(ref) for ref in memo.get(ARTIFACTS_MEMO_KEY) or ()}
@@ -31,7 +31,7 @@ async def get_artifact(run_id: str, name: str, principal: Annotated[Principal, D
     if name not in recorded:
         raise ApiError(404, "not_found", f"run {run_id!r} has no artifact {name!r}")
     try:
-        ref, data = default_store().read(run_id, name)
+        ref, data = artifacts.read(run_id, name)
     except ArtifactNotFound:
         raise ApiError(404, "not_found", f"run {run_id!r} has no artifact {name!r}") from None
     except ArtifactCorrupted:

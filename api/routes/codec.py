@@ -21,7 +21,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import RbacDep, SettingsDep, authorize, principal_from_token
 from api.errors import ApiError, ErrorResponse
-from steward.codec import EncryptionCodec, Keyring, KeyringError
+from steward.codec import EncryptionCodec, KeyringError
 from steward.identity import Principal
 from steward.settings import Settings
 
@@ -70,10 +70,7 @@ CodecCaller = Annotated[Principal, Depends(codec_caller)]
 
 
 def _codec(request: Request) -> EncryptionCodec:
-    codec = getattr(request.app.state, "codec", None)
-    if codec is None:
-        codec = request.app.state.codec = EncryptionCodec(Keyring.from_settings(request.app.state.settings))
-    return codec
+    return request.app.state.codec  # built with the app's keyring at start-up
 
 
 async def _payloads(request: Request) -> Sequence[Payload]:
