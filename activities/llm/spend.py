@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+import threading
 from contextlib import closing
 from datetime import date
 from pathlib import Path
@@ -45,6 +47,28 @@ class SpendLedger(Protocol):
         ...
 
 
+_CREATION_LOCK = threading.Lock()
+_WAL_RETRY_S = 0.05
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """WAL, so workers checking the cap never block the one adding to it. Switching needs an
+    exclusive lock, and SQLite reports "locked" at once instead of waiting on its busy timeout
+    when another process holds the file open: retry within that timeout, and skip the switch
+    once any process has made it (the mode is stored in the file)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
+
+
 class SqliteSpendLedger:
     """One row per tenant and day. Calls run in a thread: the worker's event loop never waits on disk."""
 
@@ -75,9 +99,11 @@ class SqliteSpendLedger:
         return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     def _create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
-            # WAL: workers checking the cap never block the one adding to it.
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
-        self._ready = True
+        with _CREATION_LOCK:  # threads of one process create the file one at a time
+            if self._ready:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+                _use_wal(db)
+                db.execute(_SCHEMA)
+            self._ready = True
