@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from steward.bench import _round_sizes, format_report, percentile, run_benchmark
+from steward.cli.bench import _round_sizes, format_report, percentile, run_benchmark
 
 
 async def test_bench_completes_every_run_on_both_paths_and_reports_figures() -> None:

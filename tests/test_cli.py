@@ -114,7 +114,7 @@ def test_misconfiguration_is_one_line_naming_the_problem_not_a_traceback(tmp_pat
 
 
 async def test_demo_starts_a_cleared_and_a_flagged_review_and_says_how_to_decide(capsys, api_url, settings, http):
-    from steward.demo import run_demo
+    from steward.cli.demo import run_demo
 
     code = await asyncio.to_thread(run_demo, settings, api_url)
     out = capsys.readouterr().out

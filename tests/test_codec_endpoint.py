@@ -92,7 +92,7 @@ async def test_sign_in_page_is_served_with_a_strict_content_security_policy(http
 
 def test_steward_up_points_the_ui_at_the_codec_endpoint(settings):
     from steward.devserver import dev_server_command
-    from steward.supervisor import Supervisor
+    from steward.cli.supervisor import Supervisor
 
     command = Supervisor(settings).server.argv
     assert command[command.index("--ui-codec-endpoint") + 1] == f"http://127.0.0.1:{settings.api_port}/codec"

@@ -93,7 +93,7 @@ def _print_banner(settings, show_tokens: bool) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from steward.devserver import PortInUse, ensure_ports_free
     from steward.logs import configure_logging
-    from steward.supervisor import Supervisor
+    from steward.cli.supervisor import Supervisor
 
     settings = _settings(args)
     configure_logging(settings.log_level, "supervisor")
@@ -318,14 +318,14 @@ def cmd_approvals_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from steward.demo import run_demo
+    from steward.cli.demo import run_demo
 
     settings = _settings(args)
     return run_demo(settings, args.api_url or settings.api_url)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from steward.bench import main as bench_main
+    from steward.cli.bench import main as bench_main
 
     return bench_main(runs=args.runs, concurrency=args.concurrency, warmup=args.warmup)
 

@@ -54,7 +54,7 @@ from steward.devserver import dev_server_command
 from steward.identity import Principal, issue_token
 from steward.logs import configure_logging
 from steward.settings import Settings
-from steward.supervisor import SERVER_READY_TIMEOUT_S, SERVER_STOP_TIMEOUT_S, _die_with_parent
+from steward.cli.supervisor import SERVER_READY_TIMEOUT_S, SERVER_STOP_TIMEOUT_S, _die_with_parent
 from workers.worker import build_workers, run_workers
 from workflows.benchmark import BenchmarkInput, BenchmarkOutput
 from workflows.catalog import Catalog, discover
