@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     worker_grace_s: float = Field(
         30.0, ge=0, description="How long a stopping worker lets running activities finish."
     )
+    cpu_workers: int | None = Field(
+        None, ge=1, le=64,
+        description="Processes that run CPU-bound activities (PDF rendering); one per core but one when unset.",
+    )
     worker_task_queue_activities_per_second: float | None = Field(
         None, gt=0, description="Server-enforced cap on a task queue's activity rate, across all workers."
     )
@@ -160,6 +164,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def font_cache_dir(self) -> Path:
+        """Static fonts made from the packaged variable fonts, once (activities/reports/fonts.py)."""
+        return self.data_dir / "fonts"
 
     def webhook_signing_secret(self) -> str:
         """The whsec_ secret: STEWARD_NOTIFY_WEBHOOK_SECRET, else the data dir's, created on first use."""

@@ -17,7 +17,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from steward.settings import Settings
-from workers.worker import build_workers, run_workers
+from steward import runtime
+from workers.worker import hosting, run_workers
 from workflows.catalog import Catalog
 
 T = TypeVar("T")
@@ -91,11 +92,15 @@ async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def running_workers(client: Client, catalog: Catalog) -> AsyncIterator[None]:
-    """Workers for every task queue of `catalog`, shut down gracefully on exit."""
+    """Workers for every task queue of `catalog`, with the CPU pool, shut down gracefully on exit.
+
+    The pool's processes get this process's runtime settings (conftest's `settings` fixture).
+    """
     stop = asyncio.Event()
-    task = asyncio.create_task(run_workers(build_workers(client, catalog, grace=timedelta(seconds=2)), stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+    async with hosting(client, catalog, runtime.settings(), grace=timedelta(seconds=2)) as workers:
+        task = asyncio.create_task(run_workers(workers, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task

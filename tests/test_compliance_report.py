@@ -5,11 +5,14 @@ The PDFs are read back with pypdf, so every assertion is about what a reader of 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
+import multiprocessing
 import io
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -23,6 +26,7 @@ from activities.reports.compliance_report import (
     generate_compliance_report,
     render_compliance_report,
 )
+from activities.reports.fonts import prepared_fonts
 from activities.reports.models import (
     REPORT_CONTENT_TYPE,
     REPORT_NAME,
@@ -89,14 +93,24 @@ def report_input(**changes) -> ComplianceReportInput:
     return ComplianceReportInput(**(fields | changes))
 
 
+@pytest.fixture(scope="module")
+def fonts(settings) -> Path:
+    """The suite's prepared fonts: the same directory the worker's report activities use."""
+    return prepared_fonts(settings.font_cache_dir)
+
+
+def render(request: ComplianceReportInput, fonts: Path) -> bytes:
+    return render_compliance_report(request, fonts)
+
+
 def pages_text(data: bytes) -> list[str]:
     return [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
 
 
-def test_report_shows_the_applicant_risk_decision_llm_calls_and_audit_trail() -> None:
+def test_report_shows_the_applicant_risk_decision_llm_calls_and_audit_trail(fonts: Path) -> None:
     request = report_input()
 
-    text = "\n".join(pages_text(render_compliance_report(request)))
+    text = "\n".join(pages_text(render(request, fonts)))
 
     assert "Łukasz Żółć" in text
     assert "HIGH RISK" in text
@@ -114,10 +128,10 @@ def test_report_shows_the_applicant_risk_decision_llm_calls_and_audit_trail() ->
     assert request.run_id in text
 
 
-async def test_activity_stores_the_report_under_its_run_with_the_digest_of_its_bytes(settings) -> None:
+def test_activity_stores_the_report_under_its_run_with_the_digest_of_its_bytes(settings) -> None:
     request = report_input()
 
-    ref = await ActivityEnvironment().run(generate_compliance_report, request)
+    ref = ActivityEnvironment().run(generate_compliance_report, request)
 
     stored_ref, data = default_store().read(request.run_id, REPORT_NAME)
     assert data.startswith(b"%PDF-")
@@ -126,31 +140,31 @@ async def test_activity_stores_the_report_under_its_run_with_the_digest_of_its_b
     assert ref.sha256 == stored_ref.sha256 == hashlib.sha256(data).hexdigest()
 
 
-async def test_retried_activity_writes_the_same_bytes_and_digest(settings) -> None:
+def test_retried_activity_writes_the_same_bytes_and_digest(settings, fonts: Path) -> None:
     request = report_input()
 
-    first = await ActivityEnvironment().run(generate_compliance_report, request)
-    second = await ActivityEnvironment().run(generate_compliance_report, request)
+    first = ActivityEnvironment().run(generate_compliance_report, request)
+    second = ActivityEnvironment().run(generate_compliance_report, request)
 
     assert first == second
-    assert default_store().read(request.run_id, REPORT_NAME)[1] == render_compliance_report(request)
+    assert default_store().read(request.run_id, REPORT_NAME)[1] == render(request, fonts)
 
 
-def test_same_input_renders_byte_identical_pdfs() -> None:
+def test_same_input_renders_byte_identical_pdfs(fonts: Path) -> None:
     request = report_input()
 
-    assert render_compliance_report(request) == render_compliance_report(request)
+    assert render(request, fonts) == render(request, fonts)
 
 
-def test_pdf_dates_come_from_generated_at_not_the_worker_clock_or_zone(monkeypatch) -> None:
+def test_pdf_dates_come_from_generated_at_not_the_worker_clock_or_zone(monkeypatch, fonts: Path) -> None:
     aware = report_input()
     naive = aware.model_copy(update={"generated_at": GENERATED_AT.replace(tzinfo=None)})
-    expected = render_compliance_report(aware)
+    expected = render(aware, fonts)
 
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
     try:
-        in_new_york = render_compliance_report(naive)
+        in_new_york = render(naive, fonts)
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -159,14 +173,14 @@ def test_pdf_dates_come_from_generated_at_not_the_worker_clock_or_zone(monkeypat
     assert PdfReader(io.BytesIO(expected)).metadata.creation_date == GENERATED_AT
 
 
-def test_many_llm_calls_and_events_span_pages_each_numbered_page_n_of_m() -> None:
+def test_many_llm_calls_and_events_span_pages_each_numbered_page_n_of_m(fonts: Path) -> None:
     request = report_input(
         llm_records=[llm_record(n) for n in range(1, 16)],
         timeline=[TimelineEntry(at=GENERATED_AT + timedelta(seconds=n), event=f"event number {n}")
                   for n in range(80)],
     )
 
-    pages = pages_text(render_compliance_report(request))
+    pages = pages_text(render(request, fonts))
 
     assert len(pages) > 1
     for number, text in enumerate(pages, start=1):
@@ -176,7 +190,7 @@ def test_many_llm_calls_and_events_span_pages_each_numbered_page_n_of_m() -> Non
     assert all(f"event number {n}\n" in everything for n in range(80))
 
 
-def test_long_comment_and_explanation_wrap_onto_lines_and_pages_without_losing_words() -> None:
+def test_long_comment_and_explanation_wrap_onto_lines_and_pages_without_losing_words(fonts: Path) -> None:
     explanation = [f"explanation{n:04d}" for n in range(700)]
     comment = [f"comment{n:04d}" for n in range(700)]
     request = report_input(
@@ -184,7 +198,7 @@ def test_long_comment_and_explanation_wrap_onto_lines_and_pages_without_losing_w
         decision=report_input().decision.model_copy(update={"comment": " ".join(comment)}),
     )
 
-    pages = pages_text(render_compliance_report(request))
+    pages = pages_text(render(request, fonts))
 
     words = "\n".join(pages).split()
     assert set(explanation) <= set(words)
@@ -193,29 +207,77 @@ def test_long_comment_and_explanation_wrap_onto_lines_and_pages_without_losing_w
     assert max(len(line) for page in pages for line in page.splitlines()) < 130
 
 
-def test_characters_the_fonts_cannot_draw_are_printed_as_code_points() -> None:
+def test_characters_the_fonts_cannot_draw_are_printed_as_code_points(fonts: Path) -> None:
     request = report_input(applicant=report_input().applicant.model_copy(update={"full_name": "李小龍 Bruce"}))
 
-    text = "\n".join(pages_text(render_compliance_report(request)))
+    text = "\n".join(pages_text(render(request, fonts)))
 
     assert "[U+674E][U+5C0F][U+9F8D] Bruce" in text
     assert "shown as their Unicode code points" in text
 
 
-def test_receipts_missing_fields_still_render() -> None:
+def test_receipts_missing_fields_still_render(fonts: Path) -> None:
     request = report_input(receipts=[{"approver": "bob@example.com", "decision": "reject"}])
 
-    text = "\n".join(pages_text(render_compliance_report(request)))
+    text = "\n".join(pages_text(render(request, fonts)))
 
     assert "Receipt 1  ·  bob@example.com" in text
     assert "reject" in text
 
 
-async def test_unsafe_run_id_fails_without_retrying(settings) -> None:
+def test_unsafe_run_id_fails_without_retrying(settings) -> None:
     request = report_input(run_id="../outside")
 
     with pytest.raises(ApplicationError) as failure:
-        await ActivityEnvironment().run(generate_compliance_report, request)
+        ActivityEnvironment().run(generate_compliance_report, request)
 
     assert failure.value.type == REPORT_INVALID
     assert failure.value.non_retryable
+
+
+def test_text_from_a_run_is_printed_as_written_never_read_as_markup(fonts: Path) -> None:
+    # Typst markup and code in every free-text field: the template must set them as text.
+    hostile = '#panic("x") *not bold* _not italic_ $x^2$ <label> @ref [link] \\ `raw` = heading // no comment'
+    request = report_input(
+        applicant=report_input().applicant.model_copy(update={"full_name": hostile, "source_of_funds": hostile}),
+        reasons=[hostile], explanation=hostile,
+        decision=report_input().decision.model_copy(update={"comment": hostile}),
+    )
+
+    text = "\n".join(pages_text(render(request, fonts)))
+
+    assert text.replace("\n", " ").count(hostile) >= 4
+
+
+def test_a_token_longer_than_its_line_wraps_without_losing_a_character(fonts: Path) -> None:
+    token = "".join(f"{n:03d}" for n in range(200))  # 600 characters, no space
+    request = report_input(explanation=f"See {token} for details.")
+
+    pages = pages_text(render(request, fonts))
+
+    lines = [line for page in pages for line in page.splitlines()]
+    assert token in "".join("\n".join(pages).split())  # every digit, in order, across the lines
+    assert max(len(line) for line in lines) < 130
+    assert "\u200b" not in "\n".join(pages)  # break opportunities print nothing
+
+
+def test_bold_text_is_set_in_the_bold_face_not_a_second_regular_one(fonts: Path) -> None:
+    reader = PdfReader(io.BytesIO(render(report_input(), fonts)))
+
+    names = {font.get_object()["/BaseFont"].split("+", 1)[-1]
+             for page in reader.pages for font in page["/Resources"]["/Font"].values()}
+
+    assert {"Arimo-Regular", "Arimo-Bold", "RobotoMono-Regular"} <= names
+
+
+def render_in_a_new_process(request_json: str, fonts: str) -> bytes:
+    return render_compliance_report(ComplianceReportInput.model_validate_json(request_json), Path(fonts))
+
+
+def test_another_process_renders_the_same_bytes(fonts: Path) -> None:
+    request = report_input()
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        elsewhere = pool.submit(render_in_a_new_process, request.model_dump_json(), str(fonts)).result()
+
+    assert elsewhere == render(request, fonts)

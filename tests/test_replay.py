@@ -28,17 +28,24 @@ HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 BUILTIN = sorted(discover().specs)
 
 
-def load_history(name: str) -> WorkflowHistory:
-    path = HISTORIES / f"{name}.json"
+def load_history(name: str, path: Path | None = None) -> WorkflowHistory:
+    path = path or HISTORIES / f"{name}.json"
     assert path.exists(), f"{name} has no committed history: python -m tests.fixtures.record_histories {name}"
     return WorkflowHistory.from_json(f"{name}-replay", path.read_text())
 
 
+def histories(name: str) -> list[Path]:
+    """The current history, `<name>.json`, and those of runs started before a patched change,
+    `<name>.<what changed>.json`: every one must still replay."""
+    return [HISTORIES / f"{name}.json", *sorted(HISTORIES.glob(f"{name}.*.json"))]
+
+
 @pytest.mark.parametrize("name", BUILTIN)
-async def test_workflow_replays_its_committed_history(name):
+async def test_workflow_replays_its_committed_histories(name):
     spec = discover().get(name)
     replayer = Replayer(workflows=[spec.workflow], data_converter=TEST_DATA_CONVERTER, workflow_runner=sandbox_runner())
-    await replayer.replay_workflow(load_history(name))
+    for path in histories(name):
+        await replayer.replay_workflow(load_history(name, path))
 
 
 with workflow.unsafe.imports_passed_through():

@@ -1,14 +1,18 @@
 """One worker process hosting every cataloged workflow and its activities.
 
-A Temporal Worker is created per task queue the catalog names. SIGTERM or SIGINT starts a
-graceful shutdown: polling stops, running activity attempts get `worker_grace_s` to finish, and
-anything cut short is retried by Temporal on the next worker — nothing is lost.
+A Temporal Worker is created per task queue the catalog names, for its workflows and their
+`async def` activities, and one per `<queue>-cpu` for their CPU-bound `def` activities, which run
+in a process pool (workers/cpu.py). SIGTERM or SIGINT starts a graceful shutdown: polling stops,
+running activity attempts get `worker_grace_s` to finish, and anything cut short is retried by
+Temporal on the next worker — nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -20,7 +24,9 @@ from policies import rbac
 from steward import runtime, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
+from workers.cpu import CpuPool, cpu_pool, is_cpu_bound
 from workflows.catalog import Catalog, discover
+from workflows.spec import cpu_task_queue
 
 log = get_logger(__name__)
 
@@ -35,20 +41,54 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_workers(client: Client, catalog: Catalog, *, grace: timedelta,
+def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: CpuPool | None,
                   task_queue_activities_per_second: float | None = None) -> list[Worker]:
-    return [
-        Worker(
+    """One Worker per task queue for its workflows and their `async def` activities, and one per
+    `<queue>-cpu` for their CPU-bound (`def`) activities, run in the process pool `cpu`."""
+    workers = []
+    for task_queue, specs in sorted(catalog.task_queues().items()):
+        activities = catalog.activities_for(specs)
+        workers.append(Worker(
             client,
             task_queue=task_queue,
             workflows=[spec.workflow for spec in specs],
-            activities=catalog.activities_for(specs),
+            activities=[a for a in activities if not is_cpu_bound(a)],
             workflow_runner=sandbox_runner(),
             graceful_shutdown_timeout=grace,
             max_task_queue_activities_per_second=task_queue_activities_per_second,
-        )
-        for task_queue, specs in sorted(catalog.task_queues().items())
-    ]
+        ))
+        cpu_bound = [a for a in activities if is_cpu_bound(a)]
+        if not cpu_bound:
+            continue
+        if cpu is None:
+            raise ValueError(f"task queue {task_queue!r} has CPU-bound activities but no CPU pool was given")
+        workers.append(Worker(
+            client,
+            task_queue=cpu_task_queue(task_queue),
+            activities=cpu_bound,
+            activity_executor=cpu.executor,
+            shared_state_manager=cpu.shared_state,
+            # One slot per process: a burst waits in Temporal's queue, not inside this worker
+            # with its start-to-close timeouts running (workers/cpu.py).
+            max_concurrent_activities=cpu.size,
+            graceful_shutdown_timeout=grace,
+        ))
+    return workers
+
+
+@contextlib.asynccontextmanager
+async def hosting(client: Client, catalog: Catalog, settings: Settings, *, grace: timedelta,
+                  task_queue_activities_per_second: float | None = None) -> AsyncIterator[list[Worker]]:
+    """The workers for every workflow of `catalog`, with the CPU pool their `def` activities need.
+
+    Run them with run_workers; the pool stops after they have shut down.
+    """
+    cpu_bound = [a for specs in catalog.task_queues().values() for a in catalog.activities_for(specs)
+                 if is_cpu_bound(a)]
+    async with contextlib.AsyncExitStack() as stack:
+        cpu = await stack.enter_async_context(cpu_pool(settings, cpu_bound)) if cpu_bound else None
+        yield build_workers(client, catalog, grace=grace, cpu=cpu,
+                            task_queue_activities_per_second=task_queue_activities_per_second)
 
 
 async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
@@ -72,20 +112,20 @@ async def serve(settings: Settings) -> None:
     output_policy.load(settings.llm_output_policy)
     rbac.check_startup(settings)
     client = await temporal_client.connect(settings)
-    workers = build_workers(
-        client, catalog, grace=timedelta(seconds=settings.worker_grace_s),
-        task_queue_activities_per_second=settings.worker_task_queue_activities_per_second,
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "worker started",
-        temporal=settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        task_queues=sorted(catalog.task_queues()),
-        workflows=sorted(catalog.specs),
-    )
-    await run_workers(workers, stop)
+    async with hosting(
+        client, catalog, settings, grace=timedelta(seconds=settings.worker_grace_s),
+        task_queue_activities_per_second=settings.worker_task_queue_activities_per_second,
+    ) as workers:
+        log.info(
+            "worker started",
+            temporal=settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            task_queues=sorted(w.task_queue for w in workers),
+            workflows=sorted(catalog.specs),
+        )
+        await run_workers(workers, stop)
     log.info("worker stopped")

@@ -51,4 +51,5 @@ SPEC = WorkflowSpec(
     output_model=BenchmarkOutput,
     activities=(benchmark_step,),
     listed=False,
+    sample_input={"payload": "steward"},
 )

@@ -81,4 +81,11 @@ SPEC = WorkflowSpec(
     output_model=DocumentFingerprintOutput,
     activities=(fingerprint_documents,),
     summary=_summary,
+    sample_input={
+        "documents": [
+            {"name": "policy.txt", "text": "Identity must be verified before onboarding.\n"},
+            {"name": "procedure.md", "content_type": "text/markdown", "text": "# Steps\n1. Check ID\n2. Record"},
+        ],
+        "reference": "sample",
+    },
 )

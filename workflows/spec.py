@@ -6,7 +6,7 @@ Pure data, imported by workflow modules inside the sandbox: no I/O here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -16,6 +16,13 @@ from temporalio import workflow
 
 DEFAULT_TASK_QUEUE = "steward"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+# CPU-bound activities (plain `def`) of a task queue's workflows are served on this queue by the
+# worker's process pool (workers/cpu.py); workflows run them with workflows/cpu_steps.py.
+CPU_TASK_QUEUE_SUFFIX = "-cpu"
+
+
+def cpu_task_queue(task_queue: str) -> str:
+    return task_queue + CPU_TASK_QUEUE_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,9 @@ class WorkflowSpec:
     validated input into the run's one-line static summary in the Temporal UI; it must not put
     personal data there. `execution_timeout` bounds a run's whole life, retries and waits
     included; a run past it ends as timed_out. `listed=False` hides a workflow from the catalog
-    (it can still be started by name, as the benchmark is).
+    (it can still be started by name, as the benchmark is). `sample_input` is a valid input with
+    no personal data that completes without a person: `steward bench --workflow` runs it, and the
+    replay-test history is recorded from it.
     """
 
     name: str
@@ -40,6 +49,7 @@ class WorkflowSpec:
     execution_timeout: timedelta | None = None
     listed: bool = True
     tags: Sequence[str] = field(default_factory=tuple)
+    sample_input: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -54,6 +64,8 @@ class WorkflowSpec:
         for model in (self.input_model, self.output_model):
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise TypeError(f"workflow {self.name!r}: {model!r} is not a pydantic model")
+        if self.sample_input is not None:
+            self.input_model.model_validate(self.sample_input)  # a broken sample fails at import
 
     def static_summary(self, validated_input: BaseModel) -> str:
         return self.summary(validated_input) if self.summary else self.description

@@ -54,7 +54,8 @@ from steward.devserver import dev_server_command
 from steward.identity import Principal, issue_token
 from steward.logs import configure_logging
 from steward.settings import Settings
-from steward.cli.supervisor import SERVER_READY_TIMEOUT_S, SERVER_STOP_TIMEOUT_S, _die_with_parent
+from steward.cli.supervisor import SERVER_READY_TIMEOUT_S, SERVER_STOP_TIMEOUT_S
+from steward.processes import die_with_parent
 from workers.worker import build_workers, run_workers
 from workflows.benchmark import BenchmarkInput, BenchmarkOutput
 from workflows.catalog import Catalog, discover
@@ -349,7 +350,7 @@ async def _dev_server(settings: Settings) -> AsyncIterator[tuple[Client, int]]:
             stderr=log_file,
             # Ctrl-C reaches only us; we stop the server after the worker, as the supervisor does.
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
     try:
         yield await _connect_when_ready(settings, process, log_path), process.pid

@@ -11,7 +11,6 @@ supervisor itself dies, so nothing is left behind.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ import httpx
 
 from steward.devserver import dev_server_command
 from steward.logs import get_logger
+from steward.processes import die_with_parent
 from steward.settings import Settings
 
 log = get_logger("steward.supervisor")
@@ -36,21 +36,6 @@ SERVER_READY_TIMEOUT_S = 120.0
 API_READY_NOTICE_S = 30.0
 API_STOP_TIMEOUT_S = 10.0
 SERVER_STOP_TIMEOUT_S = 20.0
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when the supervisor dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return preexec
-
 
 @dataclass
 class Child:
@@ -69,7 +54,7 @@ class Child:
             env=self.env,
             stdout=sys.stderr if self.stdout_to_stderr else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         log.info("child started", child=self.name, pid=self.process.pid, restarts=self.restarts)
 
