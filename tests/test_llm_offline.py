@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.testing import ActivityEnvironment
 
@@ -96,3 +98,13 @@ async def test_summary_picks_the_sentences_carrying_the_documents_main_terms():
     assert "coffee" not in result.answer["summary"]
     assert "identity" in result.answer["summary"].lower()
     assert 1 <= len(result.answer["key_points"]) <= 5
+
+
+async def test_offline_calls_take_nothing_from_the_model_budget():
+    """The rules run in the worker: a budget of one request a minute must not hold the second."""
+    configure(Settings(llm_provider="offline", llm_requests_per_minute=1, llm_tokens_per_minute=16))
+
+    # A budgeted second call would wait about a minute; the deadline only catches that hang.
+    results = await asyncio.wait_for(asyncio.gather(*(run("risk-classification", CLEAN) for _ in range(3))), 30)
+
+    assert all(r.record.validation.valid for r in results)

@@ -105,6 +105,10 @@ class LlmService:
 
     async def _call(self, task: LlmTask, request: LlmTaskRequest, messages: list[dict[str, Any]],
                     on_wait: Any) -> tuple[ProviderReply, float]:
+        if not self.provider.rate_limited:
+            started = time.perf_counter()
+            reply = await self.provider.complete(task, request, messages)
+            return reply, (time.perf_counter() - started) * 1000
         estimate = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN + self.settings.llm_max_output_tokens
         budget = self.budget(self.provider.model)
         await budget.acquire(estimate, on_wait=on_wait)

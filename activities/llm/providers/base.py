@@ -20,6 +20,9 @@ class ProviderReply:
 class Provider(Protocol):
     name: Literal["openai", "offline"]
     model: str
+    # A remote endpoint enforces rate limits, so calls to it wait for the model's budget; a
+    # provider that runs in the worker (the offline rules) has none to respect.
+    rate_limited: bool
 
     async def complete(
         self, task: LlmTask, request: LlmTaskRequest, messages: list[dict[str, Any]]

@@ -197,6 +197,7 @@ HANDLERS: dict[str, Callable[[LlmTaskRequest, frozenset[str]], dict[str, Any]]] 
 class OfflineProvider:
     name: Literal["offline"] = "offline"
     model = MODEL_NAME
+    rate_limited = False
 
     def __init__(self, *, sanctioned_countries: list[str]) -> None:
         self.sanctioned = frozenset(c.upper() for c in sanctioned_countries)

@@ -60,6 +60,7 @@ def retry_after(headers: Any) -> timedelta:
 
 class OpenAICompatibleProvider:
     name: Literal["openai"] = "openai"
+    rate_limited = True
 
     def __init__(self, *, base_url: str | None, api_key: str | None, model: str, timeout_s: float,
                  output_mode: str, max_output_tokens: int) -> None:
