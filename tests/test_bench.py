@@ -1,25 +1,48 @@
-"""`steward bench` end to end on a few runs: its own dev server, worker and API. No timing asserts."""
+"""`steward bench` end to end on a few runs: a Steward of its own, three paths. No timing asserts."""
 
 from __future__ import annotations
 
 import math
+import os
 
-from steward.cli.bench import _round_sizes, format_report, percentile, run_benchmark
+import pytest
+
+from steward.cli.bench import (
+    BenchSetupError,
+    format_report,
+    percentile,
+    process_tree,
+    round_sizes,
+    rss_mib,
+    run_benchmark,
+)
 
 
-async def test_bench_completes_every_run_on_both_paths_and_reports_figures() -> None:
-    report = await run_benchmark(runs=3, concurrency=2, warmup=1)
+async def test_bench_runs_the_real_workflow_three_ways_and_reports_every_figure() -> None:
+    environment = dict(os.environ)
 
-    for path in (report.raw, report.api):
-        assert path.failures == [], path.failures
-        assert path.completed == 3
-        assert path.latency_ms(50) > 0 and path.latency_ms(90) >= path.latency_ms(50)
-        assert path.throughput > 0
-        assert all(sample.to_close_s is not None and sample.to_close_s > 0 for sample in path.samples)
-    assert all(sample.polls >= 1 for sample in report.api.samples)
-    assert not math.isnan(report.throughput_ratio) and not math.isnan(report.p50_ratio)
+    report = await run_benchmark("compliance-documentation", runs=4, concurrency=2, latency_runs=2, warmup=1)
+
+    for phase, runs in ((report.latency, 2), (report.throughput, 4)):
+        assert set(phase) == {"api", "raw", "bare"}
+        for path in phase.values():
+            assert path.failures == [], path.failures
+            assert path.completed == runs
+            assert 0 < path.latency_ms(50) <= path.latency_ms(90)
+            assert path.cpu_ms_per_run("worker") > 0
+    assert all(report.throughput[p].throughput > 0 for p in ("api", "raw", "bare"))
+    assert report.memory and all(m.rss_mib["worker"] > 0 and m.rss_mib["api"] > 0 for m in report.memory)
+    assert not math.isnan(report.ratio("throughput", "api", "bare"))
+    assert dict(os.environ) == environment  # its own Steward's settings went to its children only
     table = format_report(report)
-    assert "API / raw throughput" in table and "API p50 / raw p50" in table
+    for line in ("api / raw throughput at 2", "api / raw p50", "api / bare throughput at 2", "api / bare p50",
+                 "resident memory"):
+        assert line in table
+
+
+async def test_bench_refuses_a_workflow_without_a_sample_input() -> None:
+    with pytest.raises(BenchSetupError, match="no workflow named 'no-such-workflow'"):
+        await run_benchmark("no-such-workflow", runs=1, concurrency=1, latency_runs=1, warmup=0)
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -29,6 +52,11 @@ def test_percentile_interpolates_between_ranks() -> None:
 
 
 def test_runs_are_split_into_rounds_without_losing_any() -> None:
-    assert _round_sizes(200) == [50, 50, 50, 50]
-    assert _round_sizes(7) == [2, 2, 2, 1]
-    assert _round_sizes(3) == [1, 1, 1]
+    assert round_sizes(200) == [50, 50, 50, 50]
+    assert round_sizes(7) == [2, 2, 2, 1]
+    assert round_sizes(3) == [1, 1, 1]
+
+
+def test_process_figures_come_from_proc_for_a_process_and_its_children() -> None:
+    assert process_tree(os.getpid())[0] == os.getpid()
+    assert rss_mib([os.getpid()]) > 1

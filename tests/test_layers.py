@@ -66,3 +66,16 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     module.write_text("def f():\n    from api.app import create_app\n    from steward import cli\n")
 
     assert imported_modules(module) == [(2, "api.app"), (2, "api.app.create_app"), (3, "steward"), (3, "steward.cli")]
+
+
+def test_every_module_in_workflows_is_a_workflow_or_a_building_block_passed_through_the_sandbox() -> None:
+    """A new building block must be listed (or it is re-imported for every run); a workflow
+    module must not be (or the sandbox stops checking it)."""
+    from workers.worker import WORKFLOW_BUILDING_BLOCKS
+    from workflows.catalog import discover
+
+    workflow_modules = {spec.workflow.__module__ for spec in discover().specs.values()}
+    modules = {f"workflows.{p.stem}" for p in (ROOT / "workflows").glob("*.py") if p.stem != "__init__"}
+
+    assert workflow_modules.isdisjoint(WORKFLOW_BUILDING_BLOCKS)
+    assert modules == workflow_modules | set(WORKFLOW_BUILDING_BLOCKS)

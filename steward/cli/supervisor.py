@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 import httpx
 
@@ -43,8 +44,9 @@ class Child:
     argv: Sequence[str]
     stop_timeout_s: float
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    # The dev server prints a plain-text banner; keep stdout a pure JSON-lines stream.
-    stdout_to_stderr: bool = False
+    # Where the child's stdout and stderr go (None: the supervisor's own).
+    stdout: IO[Any] | None = None
+    stderr: IO[Any] | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
 
@@ -52,7 +54,8 @@ class Child:
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             env=self.env,
-            stdout=sys.stderr if self.stdout_to_stderr else None,
+            stdout=self.stdout,
+            stderr=self.stderr,
             start_new_session=True,
             preexec_fn=die_with_parent(),
         )
@@ -75,8 +78,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, output: IO[Any] | None = None, env: dict[str, str] | None = None) -> None:
+        """`output` takes every child's stdout and stderr (the benchmark keeps them in a file);
+        by default they share the supervisor's. `env` is the children's environment (default:
+        this process's), from which they read their settings."""
         self.settings = settings
+        env = dict(os.environ) if env is None else env
         self.stopping = asyncio.Event()
         python = sys.executable
         self.server: Child | None = None
@@ -85,12 +92,15 @@ class Supervisor:
             # A wildcard bind address is not somewhere a browser can call: use loopback then.
             host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
             codec_endpoint = f"http://{host}:{settings.api_port}/codec"
+            # The dev server prints a plain-text banner: keep stdout a pure JSON-lines stream.
             self.server = Child(
                 "temporal", dev_server_command(settings, codec_endpoint=codec_endpoint), SERVER_STOP_TIMEOUT_S,
-                stdout_to_stderr=True,
+                env=env, stdout=output or sys.stderr, stderr=output,
             )
-        self.worker = Child("worker", [python, "-m", "steward", "worker"], settings.worker_grace_s + 10)
-        self.api = Child("api", [python, "-m", "steward", "api"], API_STOP_TIMEOUT_S)
+        self.worker = Child("worker", [python, "-m", "steward", "worker"], settings.worker_grace_s + 10,
+                            env=env, stdout=output, stderr=output)
+        self.api = Child("api", [python, "-m", "steward", "api"], API_STOP_TIMEOUT_S,
+                         env=env, stdout=output, stderr=output)
         self._watchers: list[asyncio.Task[None]] = []
 
     @property
@@ -138,10 +148,13 @@ class Supervisor:
         await child.start()
         self._watchers.append(asyncio.create_task(self._keep_running(child)))
 
-    async def run(self, on_ready: Callable[[], None] | None = None) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._request_stop, sig)
+    async def run(self, on_ready: Callable[[], None] | None = None, *, handle_signals: bool = True) -> int:
+        """Start the children and keep them running until SIGINT/SIGTERM (or stop()), then stop
+        them in order. Without `handle_signals` the caller owns the signals and calls stop()."""
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._request_stop, sig)
         try:
             if self.server is not None:
                 await self._start(self.server)
@@ -173,6 +186,10 @@ class Supervisor:
             return
         log.info("stopping", signal=sig.name)
         self.stopping.set()
+
+    def stop(self) -> None:
+        """Stop as on SIGTERM: run() shuts the children down in order and returns."""
+        self._request_stop(signal.SIGTERM)
 
     async def shutdown(self) -> None:
         self.stopping.set()
