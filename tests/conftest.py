@@ -26,7 +26,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
 from steward import runtime, search_attributes
-from steward.devserver import SQLITE_PRAGMAS, temporal_binary
+from steward.devserver import temporal_binary, tuning_args
 from steward.identity import Principal, assertion_key, issue_token
 from steward.identity_headers import IdentityInterceptor
 from steward.logs import configure_logging
@@ -83,16 +83,13 @@ def span_exporter() -> InMemorySpanExporter:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    extra_args: list[str] = []
-    for pragma in SQLITE_PRAGMAS:
-        extra_args += ["--sqlite-pragma", pragma]
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=TEST_DATA_CONVERTER,
         interceptors=test_interceptors(),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
-        dev_server_extra_args=extra_args,
+        dev_server_extra_args=tuning_args(),
     )
     yield env
     await env.shutdown()

@@ -253,3 +253,12 @@ def test_dockerfile_entrypoint_is_the_steward_cli_serving_the_api_by_default() -
 def test_build_context_leaves_out_local_secrets_and_state() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".env", ".steward", ".git", ".venv"} <= ignored
+
+
+def test_the_clusters_dynamic_config_carries_the_dev_servers_tuning() -> None:
+    from steward.devserver import DYNAMIC_CONFIG
+
+    cluster = yaml.safe_load((ROOT / "deploy" / "temporal-dynamicconfig.yaml").read_text())
+
+    for key, value in DYNAMIC_CONFIG.items():
+        assert [entry["value"] for entry in cluster[key]] == [value], key
