@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test install install-test clean
+.PHONY: up test load install install-test install-load clean
 
 up: install
 	$(BIN)/steward up
@@ -13,8 +13,18 @@ up: install
 test: install-test
 	$(BIN)/python -m pytest
 
+# The load test, against a Steward already running (`make up` in another terminal): LOAD_RATE new
+# compliance reviews a second for LOAD_DURATION, every run checked at the end (tests/load/).
+LOAD_HOST ?= http://127.0.0.1:8000
+LOAD_RATE ?= 4
+LOAD_DURATION ?= 5m
+load: install-load
+	$(BIN)/locust -f tests/load/locustfile.py --headless --only-summary --host $(LOAD_HOST) \
+		--users $(LOAD_RATE) --spawn-rate $(LOAD_RATE) --run-time $(LOAD_DURATION) --stop-timeout 30
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-load: $(VENV)/.installed-load
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +32,10 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-load: pyproject.toml constraints.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[load]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
