@@ -32,6 +32,7 @@ async def test_bench_runs_the_real_workflow_three_ways_and_reports_every_figure(
             assert path.cpu_ms_per_run("worker") > 0
     assert all(report.throughput[p].throughput > 0 for p in ("api", "raw", "bare"))
     assert report.memory and all(m.rss_mib["worker"] > 0 and m.rss_mib["api"] > 0 for m in report.memory)
+    assert report.retries.histories == 3 * (2 + 4)  # every measured run's history was read
     assert not math.isnan(report.ratio("throughput", "api", "bare"))
     assert dict(os.environ) == environment  # its own Steward's settings went to its children only
     table = format_report(report)

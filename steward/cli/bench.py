@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.envconfig import ClientConfigProfile
@@ -117,6 +119,20 @@ class PathResult:
 
 
 @dataclass
+class Retries:
+    """What the measured runs' histories say went wrong on the way, though every run completed."""
+
+    histories: int = 0
+    activity_timeouts: int = 0  # an attempt cancelled by its start-to-close (or heartbeat) timeout
+    activity_failures: int = 0  # an attempt that raised and was retried
+    workflow_task_problems: int = 0  # workflow tasks that timed out or failed (a starved worker)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.activity_timeouts or self.activity_failures or self.workflow_task_problems)
+
+
+@dataclass
 class MemorySample:
     runs: int  # runs completed so far, all paths and phases
     rss_mib: dict[str, float]
@@ -130,6 +146,8 @@ class BenchReport:
     latency: dict[str, PathResult]
     throughput: dict[str, PathResult]
     memory: list[MemorySample]
+    retries: Retries = field(default_factory=Retries)
+    sample: dict[str, Any] | None = None  # the input measured, when not the workflow's sample_input
 
     def ratio(self, metric: str, path: str, against: str) -> float:
         if metric == "throughput":
@@ -229,8 +247,8 @@ class Processes:
 RunOnce = Callable[[], Awaitable[Sample]]
 
 
-def raw_path(client: Client, spec: WorkflowSpec) -> RunOnce:
-    request = spec.input_model.model_validate(spec.sample_input)
+def raw_path(client: Client, spec: WorkflowSpec, sample: dict[str, Any] | None = None) -> RunOnce:
+    request = spec.input_model.model_validate(sample if sample is not None else spec.sample_input)
     # What api/routes/workflows.py puts on a run, so the server stores and indexes the same things.
     memo = {
         "requested_by": PRINCIPAL.sub, "tenant": PRINCIPAL.tenant, "callback_url": None,
@@ -253,8 +271,8 @@ def raw_path(client: Client, spec: WorkflowSpec) -> RunOnce:
     return run_once
 
 
-def api_path(http: httpx.AsyncClient, spec: WorkflowSpec) -> RunOnce:
-    body = {"input": dict(spec.sample_input or {})}
+def api_path(http: httpx.AsyncClient, spec: WorkflowSpec, sample: dict[str, Any] | None = None) -> RunOnce:
+    body = {"input": dict(sample if sample is not None else spec.sample_input or {})}
 
     async def run_once() -> Sample:
         started = time.perf_counter()
@@ -275,6 +293,32 @@ def api_path(http: httpx.AsyncClient, spec: WorkflowSpec) -> RunOnce:
         return Sample(accepted["id"], latency)
 
     return run_once
+
+
+_PROBLEM_EVENTS = {
+    "activity_task_timed_out_event_attributes": "activity_timeouts",
+    "activity_task_failed_event_attributes": "activity_failures",
+    "workflow_task_timed_out_event_attributes": "workflow_task_problems",
+    "workflow_task_failed_event_attributes": "workflow_task_problems",
+}
+
+
+async def count_retries(client: Client, results: list[dict[str, PathResult]]) -> Retries:
+    """Read every measured run's history, after measuring, so it loads no measured round."""
+    retries = Retries()
+    slots = asyncio.Semaphore(20)
+
+    async def read(workflow_id: str) -> None:
+        async with slots:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        retries.histories += 1
+        for event in history.events:
+            problem = _PROBLEM_EVENTS.get(event.WhichOneof("attributes") or "")
+            if problem:
+                setattr(retries, problem, getattr(retries, problem) + 1)
+
+    await asyncio.gather(*(read(s.workflow_id) for phase in results for r in phase.values() for s in r.samples))
+    return retries
 
 
 async def run_round(run_once: RunOnce, count: int, concurrency: int) -> tuple[list[Sample], list[str], float]:
@@ -377,13 +421,19 @@ async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[
 
 
 async def run_benchmark(workflow: str, runs: int, concurrency: int, latency_runs: int, warmup: int,
-                        cpu_workers: int | None = None) -> BenchReport:
+                        cpu_workers: int | None = None, sample: dict[str, Any] | None = None) -> BenchReport:
+    """`sample` replaces the workflow's sample_input (steward-benchmark's local_activities, say)."""
     catalog = discover()
     spec, bare = catalog.get(workflow), catalog.get(BARE)
     if spec is None:
         raise BenchSetupError(f"no workflow named {workflow!r}; the catalog has {', '.join(sorted(catalog.specs))}")
-    if spec.sample_input is None:
-        raise BenchSetupError(f"{workflow} declares no sample_input in its WorkflowSpec; the benchmark runs that")
+    if sample is None and spec.sample_input is None:
+        raise BenchSetupError(f"{workflow} declares no sample_input in its WorkflowSpec; give one with --input")
+    if sample is not None:
+        try:
+            spec.input_model.model_validate(sample)
+        except ValidationError as exc:
+            raise BenchSetupError(f"--input is not a valid {workflow} input: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as scratch:
         async with own_steward(Path(scratch), cpu_workers) as (settings, processes):
             client = await temporal_client.connect(settings)
@@ -393,7 +443,7 @@ async def run_benchmark(workflow: str, runs: int, concurrency: int, latency_runs
                 # Enough connections for every run in flight, and no proxy between us and 127.0.0.1.
                 limits=httpx.Limits(max_connections=concurrency + 10), trust_env=False,
             ) as http:
-                paths = {"api": api_path(http, spec), "raw": raw_path(client, spec)}
+                paths = {"api": api_path(http, spec, sample), "raw": raw_path(client, spec, sample)}
                 if workflow != BARE:
                     paths["bare"] = raw_path(client, bare)
                 if warmup:
@@ -403,7 +453,9 @@ async def run_benchmark(workflow: str, runs: int, concurrency: int, latency_runs
                 latency = await measure(paths, latency_runs, 1, processes)
                 throughput = await measure(paths, runs, concurrency, processes, memory,
                                            done_before=(warmup + latency_runs) * len(paths))
-        return BenchReport(workflow, concurrency, settings.cpu_workers or default_size(), latency, throughput, memory)
+            retries = await count_retries(client, [latency, throughput])
+        return BenchReport(workflow, concurrency, settings.cpu_workers or default_size(), latency, throughput, memory,
+                           retries, sample)
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -422,7 +474,7 @@ def _check(label: str, value: float, target: float, at_least: bool) -> str:
 def format_report(report: BenchReport) -> str:
     w = report.workflow
     lines = [
-        f"steward bench: {w}, on a Steward of its own (dev server, worker with {report.cpu_workers} CPU "
+        f"steward bench: {w}{' with input ' + json.dumps(report.sample) if report.sample else ''}, on a Steward of its own (dev server, worker with {report.cpu_workers} CPU "
         f"process(es), API; separate processes, temporary data dir)",
         f"  api  = POST /v1/workflows/{w}/runs, then GET /v1/runs/{{id}}?wait={FOLLOW_WAIT_S} until it ends",
         "  raw  = client.execute_workflow with the API's id scheme, memo and search attributes",
@@ -450,6 +502,11 @@ def format_report(report: BenchReport) -> str:
         lines.append(_check("api p50 ms, one at a time", report.latency["api"].latency_ms(50), BARE_P50_MS, False))
         lines.append(_check(f"api runs/min at {report.concurrency}", report.throughput["api"].throughput * 60,
                             BARE_RUNS_PER_MIN, True))
+    r = report.retries
+    lines.append(f"  {'no attempt timed out or retried, no workflow task failed':<44}"
+                 f"{r.activity_timeouts + r.activity_failures + r.workflow_task_problems:>8}  (in {r.histories} "
+                 f"histories: {r.activity_timeouts} activity timeouts, {r.activity_failures} activity failures, "
+                 f"{r.workflow_task_problems} workflow task timeouts or failures)  {_verdict(r.clean)}")
     lines += ["", "resident memory, MiB (worker includes its CPU pool and manager)",
               f"  {'after runs':>10}{'worker':>9}{'api':>8}{'server':>9}"]
     for m in report.memory:
@@ -475,7 +532,7 @@ async def _stoppable(work: Awaitable[BenchReport]) -> BenchReport:
 
 
 def main(workflow: str = DEFAULT_WORKFLOW, runs: int = 200, concurrency: int = 50, latency_runs: int = 50,
-         warmup: int = 20, cpu_workers: int | None = None) -> int:
+         warmup: int = 20, cpu_workers: int | None = None, sample: dict[str, Any] | None = None) -> int:
     """Run the benchmark and print its table; 0 once printed, 1 if it could not be set up."""
     if runs < 1 or concurrency < 1 or latency_runs < 1 or warmup < 0:
         print("steward bench: --runs, --concurrency and --latency-runs must be at least 1, --warmup at least 0",
@@ -484,7 +541,8 @@ def main(workflow: str = DEFAULT_WORKFLOW, runs: int = 200, concurrency: int = 5
     configure_logging("warning", "bench")
     print(f"steward bench: starting a Steward of its own to run {workflow} ...", file=sys.stderr, flush=True)
     try:
-        report = asyncio.run(_stoppable(run_benchmark(workflow, runs, concurrency, latency_runs, warmup, cpu_workers)))
+        report = asyncio.run(_stoppable(run_benchmark(workflow, runs, concurrency, latency_runs, warmup, cpu_workers,
+                                                      sample)))
     except BenchSetupError as exc:
         print(f"steward bench: {exc}", file=sys.stderr)
         return 1

@@ -327,8 +327,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from steward.cli.bench import main as bench_main
 
+    try:
+        sample = json.loads(args.input) if args.input else None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--input is not JSON: {exc}") from None
     return bench_main(workflow=args.workflow, runs=args.runs, concurrency=args.concurrency,
-                      latency_runs=args.latency_runs, warmup=args.warmup, cpu_workers=args.cpu_workers)
+                      latency_runs=args.latency_runs, warmup=args.warmup, cpu_workers=args.cpu_workers,
+                      sample=sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-runs", type=int, default=50, help="runs per path one at a time (default 50)")
     bench.add_argument("--warmup", type=int, default=20, help="unmeasured runs per path first (default 20)")
     bench.add_argument("--cpu-workers", type=int, help="sets STEWARD_CPU_WORKERS for the measured worker")
+    bench.add_argument("--input", help="JSON input to run instead of the workflow's sample_input, e.g. "
+                                       "'{\"local_activities\": true}' for steward-benchmark")
     bench.set_defaults(func=cmd_bench)
     return parser
 
