@@ -56,6 +56,10 @@ class Steward:
     def child_pids(self, child: str) -> list[int]:
         return [e["pid"] for e in self.events() if e.get("event") == "child started" and e.get("child") == child]
 
+    def cpu_pool_pids(self) -> list[list[int]]:
+        """The CPU pool processes of each worker started so far, as each logged them."""
+        return [e["pids"] for e in self.events() if e.get("event") == "cpu pool started"]
+
 
 @asynccontextmanager
 async def running_steward(tmp_path: Path, **overrides: str) -> AsyncIterator[Steward]:
@@ -111,11 +115,13 @@ async def test_up_serves_runs_and_sigint_stops_every_child(tmp_path):
             assert run["status"] == "completed"
         pids = {name: steward.child_pids(name) for name in ("temporal", "worker", "api")}
         assert all(len(p) == 1 for p in pids.values()), pids
+        (pool,) = await eventually(lambda: _logged_pool(steward), "the worker's CPU pool to start")
         steward.process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(steward.process.wait(), 60) == 0
 
     for name, (pid,) in pids.items():
         assert not alive(pid), f"{name} (pid {pid}) outlived the supervisor"
+    assert pool and not any(alive(pid) for pid in pool), "a CPU pool process outlived the worker"
     events = steward.events()  # every stdout line is JSON: json.loads above would have failed
     stopped = [e["child"] for e in events if e.get("event") == "child stopped"]
     assert stopped == ["api", "worker", "temporal"], "shutdown must run API → worker → server"
@@ -146,8 +152,11 @@ async def test_worker_killed_mid_activity_is_restarted_and_the_run_completes(tmp
             await eventually(lambda: _file_says(gate["started_file"], "1"), "the first activity attempt")
 
             (first_worker,) = steward.child_pids("worker")
+            (first_pool, *_) = await eventually(lambda: _logged_pool(steward), "the worker's CPU pool to start")
             os.kill(first_worker, signal.SIGKILL)
             await eventually(lambda: _restarted(steward), "the supervisor to restart the worker")
+            # Its pool processes were told to follow it (PR_SET_PDEATHSIG): nothing is left behind.
+            await eventually(lambda: _all_gone(first_pool), "the killed worker's CPU pool to exit")
             # The server notices the missed heartbeats and hands the activity to the new worker.
             await eventually(lambda: _file_says(gate["started_file"], "2"), "the retried activity attempt")
             Path(gate["release_file"]).touch()
@@ -165,6 +174,14 @@ async def _file_says(path: str, text: str) -> bool:
 
 async def _restarted(steward: Steward) -> bool:
     return len(steward.child_pids("worker")) == 2
+
+
+async def _logged_pool(steward: Steward) -> list[list[int]]:
+    return steward.cpu_pool_pids()
+
+
+async def _all_gone(pids: list[int]) -> bool:
+    return not any(alive(pid) for pid in pids)
 
 
 def test_up_with_api_port_in_use_exits_naming_the_setting(tmp_path):

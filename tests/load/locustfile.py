@@ -8,8 +8,8 @@ Against `make up` (run it in another terminal first):
 Each simulated client starts one review a second (`LOAD_RATE` clients), every request carries an
 Idempotency-Key, and one request in ten is sent again — the same key and body, as a client does
 after a timeout — which must answer with the same run. The clients use a tenant of their own,
-made up for this run, with a token signed by the data dir's JWT secret, so the tenant's runs are
-exactly the ones this test started.
+made up for this run, with tokens signed by the data dir's JWT secret (one principal per client),
+so the tenant's runs are exactly the ones this test started.
 
 When the clients stop, every run is followed until it ends (GET /v1/runs/{id}?wait=) and the
 tenant's runs are listed. The test fails (exit code 1) if any key has no completed run (lost),
@@ -27,6 +27,7 @@ import os
 import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,8 +50,14 @@ SETTLE_DEADLINE_S = float(os.environ.get("LOAD_SETTLE_S", "600"))
 MEMORY_EVERY_S = 15
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the report
 TENANT = f"load-{datetime.now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-TOKEN = issue_token(Settings().jwt_signing_secret(),
-                    Principal(sub="load-test", roles=("operator",), tenant=TENANT), timedelta(hours=2))
+_SECRET = Settings().jwt_signing_secret()
+# The checker reads back every run at the end: more than one principal's request budget a
+# minute (STEWARD_RATE_LIMIT_PER_MINUTE), so it spreads them over a few principals of its own.
+CHECKERS = 8
+
+
+def token(sub: str) -> str:
+    return issue_token(_SECRET, Principal(sub=sub, roles=("operator",), tenant=TENANT), timedelta(hours=2))
 
 
 @dataclass
@@ -79,7 +86,9 @@ class ComplianceClient(FastHttpUser):
     wait_time = constant_throughput(1)  # one new review a second per client
 
     def on_start(self) -> None:
-        self.headers = {"Authorization": f"Bearer {TOKEN}"}
+        # Each simulated client is a principal of its own, as separate services would be: the
+        # per-principal rate limit applies to each, not to the load as a whole.
+        self.headers = {"Authorization": f"Bearer {token(f'load-client-{uuid.uuid4().hex[:8]}')}"}
 
     def _start(self, key: str, body: dict, name: str) -> str | None:
         with self.client.post(START_PATH, json=body, headers={**self.headers, "Idempotency-Key": key},
@@ -156,22 +165,32 @@ def _start_watching(environment, **_) -> None:
 # --- the check at the end ---------------------------------------------------------------------
 
 
-def _follow(http: httpx.Client, run_id: str, deadline: float) -> dict:
+def _request(http: httpx.Client, method: str, path: str, deadline: float, **kwargs) -> httpx.Response:
+    """One request, waiting out 429s as their Retry-After says, as a polite client does."""
     while True:
-        response = http.get(f"/v1/runs/{run_id}", params={"wait": FOLLOW_WAIT_S})
+        response = http.request(method, path, **kwargs)
+        if response.status_code != 429 or time.monotonic() > deadline:
+            return response
+        gevent.sleep(float(response.headers.get("Retry-After", "1")))
+
+
+def _follow(checkers: list[httpx.Client], run_id: str, deadline: float) -> dict:
+    http = random.choice(checkers)
+    while True:
+        response = _request(http, "GET", f"/v1/runs/{run_id}", deadline, params={"wait": FOLLOW_WAIT_S})
         run = response.json() if response.status_code == 200 else {"status": f"http {response.status_code}"}
         if run.get("status") not in ("running", "waiting_for_approval") or time.monotonic() > deadline:
             return run
 
 
-def _tenant_run_ids(http: httpx.Client) -> list[str]:
-    ids, token = [], None
+def _tenant_run_ids(http: httpx.Client, deadline: float) -> list[str]:
+    ids, page_token = [], None
     while True:
-        params = {"workflow": WORKFLOW, "page_size": 100, **({"next_page_token": token} if token else {})}
-        page = http.get("/v1/runs", params=params).json()
+        params = {"workflow": WORKFLOW, "page_size": 100, **({"next_page_token": page_token} if page_token else {})}
+        page = _request(http, "GET", "/v1/runs", deadline, params=params).json()
         ids += [run["id"] for run in page["runs"]]
-        token = page.get("next_page_token")
-        if not token:
+        page_token = page.get("next_page_token")
+        if not page_token:
             return ids
 
 
@@ -187,19 +206,26 @@ def _check_every_run(environment, **_) -> None:
     LEDGER.memory.append({"after_s": "end", "runs_started": len(LEDGER.runs),
                           "worker_mib": _rss_mib(_pids("worker")), "api_mib": _rss_mib(_pids("api"))})
     deadline = time.monotonic() + SETTLE_DEADLINE_S
-    with httpx.Client(base_url=environment.host, headers={"Authorization": f"Bearer {TOKEN}"},
-                      timeout=FOLLOW_WAIT_S + 30, trust_env=False) as http:
+    checkers = [httpx.Client(base_url=environment.host, headers={"Authorization": f"Bearer {token(f'load-check-{n}')}"},
+                             timeout=FOLLOW_WAIT_S + 30, trust_env=False) for n in range(CHECKERS)]
+    try:
+        http = checkers[0]
         # A request cut off when the clients stopped got no answer: send it again, as a client
         # does after a timeout. Its key makes that safe: it answers the run it started, if any.
         for key in [k for k in LEDGER.bodies if k not in LEDGER.runs]:
-            response = http.post(START_PATH, json=LEDGER.bodies[key], headers={"Idempotency-Key": key})
+            response = _request(http, "POST", START_PATH, deadline, json=LEDGER.bodies[key],
+                                headers={"Idempotency-Key": key})
             if response.status_code == 202:
                 LEDGER.runs[key] = response.json()["id"]
             else:
                 LEDGER.refused.append(f"{response.status_code} {response.text[:200]}")
         pool = Pool(50)
-        finals = dict(zip(LEDGER.runs.values(), pool.imap(lambda r: _follow(http, r, deadline), LEDGER.runs.values())))
-        listed = _tenant_run_ids(http)
+        run_ids = list(LEDGER.runs.values())
+        finals = dict(zip(run_ids, pool.imap(lambda r: _follow(checkers, r, deadline), run_ids)))
+        listed = _tenant_run_ids(http, deadline)
+    finally:
+        for checker in checkers:
+            checker.close()
     completed = [run for run in finals.values() if run.get("status") == "completed"]
     lost = sorted(run_id for run_id, run in finals.items() if run.get("status") != "completed")
     lost += [f"{key}: never started" for key in LEDGER.bodies if key not in LEDGER.runs]
@@ -213,6 +239,7 @@ def _check_every_run(environment, **_) -> None:
         "tenant": TENANT,
         "keys": len(LEDGER.bodies), "runs_started": len(LEDGER.runs), "resends": LEDGER.resends,
         "completed": len(completed), "lost": len(lost), "duplicated": len(duplicated),
+        "final_statuses": dict(Counter(run.get("status") for run in finals.values())),
         "refused_requests": len(LEDGER.refused),
         "start_latency_ms": {"p50": _percentile_ms(environment, name, 0.5), "p95": _percentile_ms(environment, name, 0.95)},
         "end_to_end_runs_per_min": round(len(completed) / span_s * 60, 1) if span_s else None,
