@@ -33,9 +33,9 @@ log = get_logger(__name__)
 # Steward's workflow building blocks: platform code that holds no module state and is replay-
 # tested with every workflow using it. The sandbox re-imports every module it does not pass
 # through for every workflow run; for these that meant re-running their module bodies and
-# rebuilding their pydantic models, a quarter to a third of a compliance run's worker CPU. Workflow
-# modules themselves are still re-imported per run, so the sandbox keeps checking the code a
-# workflow's author writes. tests/test_layers.py keeps this list and workflows/ in step.
+# rebuilding their pydantic models, a quarter to a third of a compliance run's worker CPU.
+# Workflow modules themselves are still re-imported per run, so the sandbox keeps checking the
+# code a workflow's author writes. tests/test_layers.py keeps this list and workflows/ in step.
 WORKFLOW_BUILDING_BLOCKS = (
     "workflows.approvals", "workflows.artifacts", "workflows.catalog", "workflows.cpu_steps",
     "workflows.llm_steps", "workflows.notifications", "workflows.spec", "workflows.stage",

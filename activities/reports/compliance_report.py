@@ -152,7 +152,8 @@ def _applicant(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
     return {"full_name": t(a.full_name), "rows": t.rows([
         [("Full name", t.styled(a.full_name, "strong"))],
         [("Date of birth", f"{a.date_of_birth.isoformat()} (age {a.age})"), ("Country", a.country)],
-        [("Document id", t.digest(a.document_id, width=MONO_CHARS_NARROW)), ("PEP", "Yes — politically exposed" if a.pep else "No")],
+        [("Document id", t.digest(a.document_id, width=MONO_CHARS_NARROW)),
+         ("PEP", "Yes — politically exposed" if a.pep else "No")],
         [("Occupation", a.occupation or "—"), ("Annual income", income)],
         [("Source of funds", a.source_of_funds or "—")],
     ])}

@@ -474,8 +474,9 @@ def _check(label: str, value: float, target: float, at_least: bool) -> str:
 def format_report(report: BenchReport) -> str:
     w = report.workflow
     lines = [
-        f"steward bench: {w}{' with input ' + json.dumps(report.sample) if report.sample else ''}, on a Steward of its own (dev server, worker with {report.cpu_workers} CPU "
-        f"process(es), API; separate processes, temporary data dir)",
+        f"steward bench: {w}{' with input ' + json.dumps(report.sample) if report.sample else ''}, on a Steward of "
+        f"its own (dev server, worker with {report.cpu_workers} CPU process(es), API; separate processes, temporary "
+        "data dir)",
         f"  api  = POST /v1/workflows/{w}/runs, then GET /v1/runs/{{id}}?wait={FOLLOW_WAIT_S} until it ends",
         "  raw  = client.execute_workflow with the API's id scheme, memo and search attributes",
     ]

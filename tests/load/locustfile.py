@@ -230,7 +230,8 @@ def _check_every_run(environment, **_) -> None:
     lost = sorted(run_id for run_id, run in finals.items() if run.get("status") != "completed")
     lost += [f"{key}: never started" for key in LEDGER.bodies if key not in LEDGER.runs]
     extra = sorted(set(listed) - set(LEDGER.runs.values()))
-    duplicated = extra + LEDGER.resend_mismatches + ([f"{len(listed)} listed"] if len(listed) != len(set(listed)) else [])
+    listed_twice = [f"{len(listed) - len(set(listed))} runs listed twice"] if len(listed) != len(set(listed)) else []
+    duplicated = extra + LEDGER.resend_mismatches + listed_twice
     started = [datetime.fromisoformat(r["started_at"]) for r in completed if r.get("started_at")]
     closed = [datetime.fromisoformat(r["closed_at"]) for r in completed if r.get("closed_at")]
     span_s = (max(closed) - min(started)).total_seconds() if started and closed else 0
@@ -241,7 +242,8 @@ def _check_every_run(environment, **_) -> None:
         "completed": len(completed), "lost": len(lost), "duplicated": len(duplicated),
         "final_statuses": dict(Counter(run.get("status") for run in finals.values())),
         "refused_requests": len(LEDGER.refused),
-        "start_latency_ms": {"p50": _percentile_ms(environment, name, 0.5), "p95": _percentile_ms(environment, name, 0.95)},
+        "start_latency_ms": {"p50": _percentile_ms(environment, name, 0.5),
+                             "p95": _percentile_ms(environment, name, 0.95)},
         "end_to_end_runs_per_min": round(len(completed) / span_s * 60, 1) if span_s else None,
         "first_start_to_last_close_s": round(span_s, 1),
         "memory": LEDGER.memory,
