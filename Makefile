@@ -14,13 +14,16 @@ test: install-test
 	$(BIN)/python -m pytest
 
 # The load test, against a Steward already running (`make up` in another terminal): LOAD_RATE new
-# compliance reviews a second for LOAD_DURATION, every run checked at the end (tests/load/).
+# compliance reviews a second from LOAD_CLIENTS clients for LOAD_DURATION, every run checked at
+# the end (tests/load/).
 LOAD_HOST ?= http://127.0.0.1:8000
 LOAD_RATE ?= 4
+LOAD_CLIENTS ?= 10
 LOAD_DURATION ?= 5m
 load: install-load
-	$(BIN)/locust -f tests/load/locustfile.py --headless --only-summary --host $(LOAD_HOST) \
-		--users $(LOAD_RATE) --spawn-rate $(LOAD_RATE) --run-time $(LOAD_DURATION) --stop-timeout 30
+	LOAD_RATE=$(LOAD_RATE) $(BIN)/locust -f tests/load/locustfile.py --headless --only-summary \
+		--host $(LOAD_HOST) --users $(LOAD_CLIENTS) --spawn-rate $(LOAD_CLIENTS) --run-time $(LOAD_DURATION) \
+		--stop-timeout 30
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -2,12 +2,12 @@
 
 Against `make up` (run it in another terminal first):
 
-    make load                                  # 4 reviews a second for 5 minutes
-    make load LOAD_RATE=6 LOAD_DURATION=60s    # another rate or length
+    make load                                    # 4 reviews a second for 5 minutes
+    make load LOAD_RATE=5.5 LOAD_DURATION=60s    # another rate or length
 
-Each simulated client starts one review a second (`LOAD_RATE` clients), every request carries an
-Idempotency-Key, and one request in ten is sent again — the same key and body, as a client does
-after a timeout — which must answer with the same run. The clients use a tenant of their own,
+`LOAD_CLIENTS` simulated clients (10) share `LOAD_RATE` new reviews a second between them, every
+request carries an Idempotency-Key, and one request in ten is sent again — the same key and body,
+as a client does after a timeout — which must answer with the same run. The clients use a tenant of their own,
 made up for this run, with tokens signed by the data dir's JWT secret (one principal per client),
 so the tenant's runs are exactly the ones this test started.
 
@@ -82,8 +82,14 @@ def review_input(number: int) -> dict:
     return sample
 
 
+RATE = float(os.environ.get("LOAD_RATE", "4"))  # new reviews a second, shared by all the clients
+
+
 class ComplianceClient(FastHttpUser):
-    wait_time = constant_throughput(1)  # one new review a second per client
+    def wait_time(self) -> float:
+        # Each of the clients starts its share of LOAD_RATE reviews a second.
+        share = RATE / max(1, self.environment.parsed_options.num_users)
+        return constant_throughput(share)(self)
 
     def on_start(self) -> None:
         # Each simulated client is a principal of its own, as separate services would be: the
