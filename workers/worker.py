@@ -42,7 +42,9 @@ WORKFLOW_BUILDING_BLOCKS = (
 )
 # Re-importing these per workflow run inside the sandbox is slow and buys nothing: they hold no
 # state a workflow could use to become non-deterministic.
-SANDBOX_PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "openai", "structlog", "steward", *WORKFLOW_BUILDING_BLOCKS)
+SANDBOX_PASSTHROUGH_MODULES = (
+    "pydantic", "pydantic_core", "openai", "structlog", "steward", *WORKFLOW_BUILDING_BLOCKS,
+)
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -55,8 +57,11 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
                   task_queue_activities_per_second: float | None = None) -> list[Worker]:
     """One Worker per task queue for its workflows and their `async def` activities, and one per
     `<queue>-cpu` for their CPU-bound (`def`) activities, run in the process pool `cpu`."""
+    queues = sorted(catalog.task_queues().items())
+    # The CPU workers share the pool's processes: together they accept no more than it runs.
+    cpu_queues = sum(1 for _, specs in queues if any(is_cpu_bound(a) for a in catalog.activities_for(specs)))
     workers = []
-    for task_queue, specs in sorted(catalog.task_queues().items()):
+    for task_queue, specs in queues:
         activities = catalog.activities_for(specs)
         workers.append(Worker(
             client,
@@ -80,7 +85,7 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
             shared_state_manager=cpu.shared_state,
             # One slot per process: a burst waits in Temporal's queue, not inside this worker
             # with its start-to-close timeouts running (workers/cpu.py).
-            max_concurrent_activities=cpu.size,
+            max_concurrent_activities=max(1, cpu.size // cpu_queues),
             graceful_shutdown_timeout=grace,
         ))
     return workers
@@ -93,8 +98,7 @@ async def hosting(client: Client, catalog: Catalog, settings: Settings, *, grace
 
     Run them with run_workers; the pool stops after they have shut down.
     """
-    cpu_bound = [a for specs in catalog.task_queues().values() for a in catalog.activities_for(specs)
-                 if is_cpu_bound(a)]
+    cpu_bound = [a for a in catalog.activities_for(catalog.specs.values()) if is_cpu_bound(a)]
     async with contextlib.AsyncExitStack() as stack:
         cpu = await stack.enter_async_context(cpu_pool(settings, cpu_bound)) if cpu_bound else None
         yield build_workers(client, catalog, grace=grace, cpu=cpu,
