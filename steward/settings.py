@@ -130,6 +130,31 @@ class Settings(BaseSettings):
     notify_allow_private_networks: bool = Field(
         False, description="Allow webhook targets on loopback/private addresses (development only)."
     )
+    # Slack (or Mattermost) incoming webhook: its URL is the credential, so it is a secret.
+    slack_webhook_url: SecretStr | None = Field(None, description="Incoming webhook URL for the slack channel.")
+    # E-mail over SMTP.
+    smtp_host: str | None = Field(None, description="SMTP relay for the email channel; unset: no email.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (submission, 587), tls (implicit TLS, 465), or none (a local relay)."
+    )
+    smtp_from: str = Field("steward@localhost", description="The From address of every e-mail.")
+    smtp_username: str | None = None
+    smtp_password_file: Path | None = Field(None, description="A file (mode 0600) holding the SMTP password.")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the relay with, instead of the system's.")
+    smtp_timeout_s: float = Field(20.0, gt=0)
+    oncall_email: str | None = Field(None, description="Who the default incident route pages by e-mail.")
+    public_url: str | None = Field(
+        None, description="The API's address as people reach it, for links in pages and e-mails; the API's own when unset."
+    )
+
+    @property
+    def link_base_url(self) -> str:
+        """Where links sent to people point: STEWARD_PUBLIC_URL, else the API's address."""
+        return (self.public_url or self.api_url).rstrip("/")
+
+    def smtp_password(self) -> str | None:
+        return read_secret_file(self.smtp_password_file) if self.smtp_password_file else None
 
     @property
     def temporal_db_path(self) -> Path:

@@ -9,15 +9,19 @@ the run's memo under "notifications", so GET /v1/runs/{id} can show it while the
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import email, slack
+    from activities.notify.email import EmailDeliveryRequest, deliver_email
+    from activities.notify.message import Notice
+    from activities.notify.slack import SlackDeliveryRequest, deliver_slack
     from activities.notify.webhook import (
         NON_RETRYABLE,
         WebhookDeliveryRequest,
@@ -107,3 +111,96 @@ async def _deliver(request: WebhookDeliveryRequest, step: str, retry: RetryPolic
         return record
     return NotificationRecord(kind=target.kind, target_host=result.target_host, delivered=result.delivered,
                               skipped=result.skipped, status_code=result.status_code, attempts=result.attempt)
+
+
+# --- Messages for people, on the channels a workflow names, with fallback ---------------------
+
+Channel = Literal["email", "slack", "webhook"]
+# Every channel activity, for a workflow spec's `activities`.
+CHANNEL_ACTIVITIES = (deliver_email, deliver_slack, deliver_webhook)
+# A person is waiting on this message: three attempts over about half a minute, then the next
+# channel, rather than ten minutes of patience with one.
+CHANNEL_TIMEOUT = timedelta(seconds=45)
+CHANNEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=20),
+    maximum_attempts=3, non_retryable_error_types=[*NON_RETRYABLE, *email.NON_RETRYABLE, *slack.NON_RETRYABLE],
+)
+
+
+class ChannelTarget(BaseModel):
+    """One way to reach someone: e-mail to an address, the Slack channel, or the platform webhook."""
+
+    channel: Channel
+    to: str | None = Field(None, max_length=320, description="email: the address.")
+
+    @property
+    def recipient(self) -> str:
+        return self.to if self.channel == "email" and self.to else self.channel
+
+
+class DeliveryRecord(BaseModel):
+    """What became of one message on one channel."""
+
+    channel: Channel
+    recipient: str
+    at: datetime
+    delivered: bool
+    skipped: bool = False
+    error_type: str | None = None
+    error: str | None = None
+    attempts: int | None = None
+
+
+async def deliver_notice(targets: list[ChannelTarget], notice: Notice, *, event_type: str, step: str,
+                         retry: RetryPolicy = CHANNEL_RETRY) -> list[DeliveryRecord]:
+    """Send `notice` on the first of `targets` that works, in order: a channel that still fails
+    after its retries falls through to the next. One record per channel tried; never raises for
+    a failed delivery (the caller decides what an undelivered message means)."""
+    records: list[DeliveryRecord] = []
+    for target in targets:
+        record = await _deliver_on(target, notice, event_type=event_type, step=step, retry=retry)
+        records.append(record)
+        if record.delivered:
+            break
+    return records
+
+
+async def _deliver_on(target: ChannelTarget, notice: Notice, *, event_type: str, step: str,
+                      retry: RetryPolicy) -> DeliveryRecord:
+    message_id = f"{workflow.info().workflow_id}:{step}:{target.recipient}"
+    now = workflow.now()
+    options: dict[str, Any] = {"start_to_close_timeout": CHANNEL_TIMEOUT, "retry_policy": retry}
+    try:
+        if target.channel == "email":
+            if not target.to:
+                return DeliveryRecord(channel="email", recipient="email", at=now, delivered=False,
+                                      error_type=email.EMAIL_MISCONFIGURED, error="no address to send to")
+            result = await workflow.execute_activity(deliver_email, EmailDeliveryRequest(
+                message_id=message_id, to=target.to, notice=notice, occurred_at=now), **options)
+            return DeliveryRecord(channel="email", recipient=target.to, at=now, delivered=True, attempts=result.attempt)
+        if target.channel == "slack":
+            result = await workflow.execute_activity(deliver_slack, SlackDeliveryRequest(notice=notice), **options)
+            return DeliveryRecord(channel="slack", recipient="slack", at=now, delivered=True, attempts=result.attempt)
+        data = {"title": notice.title, "lines": notice.lines, "fields": dict(notice.fields),
+                "links": [link.model_dump() for link in notice.links]}
+        delivered = await workflow.execute_activity(deliver_webhook, WebhookDeliveryRequest(
+            target=WebhookTarget(kind="platform"), message_id=message_id, event_type=event_type, data=data,
+            occurred_at=now), **options)
+        # No platform webhook configured is not a delivery: fall through to the next channel.
+        return DeliveryRecord(channel="webhook", recipient="webhook", at=now, delivered=delivered.delivered,
+                              skipped=delivered.skipped, attempts=delivered.attempt,
+                              error="no platform webhook is configured" if delivered.skipped else None)
+    except ActivityError as err:
+        cause = err.cause
+        if isinstance(cause, CancelledError):
+            raise
+        details = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else {}
+        record = DeliveryRecord(
+            channel=target.channel, recipient=target.recipient, at=now, delivered=False,
+            error_type=cause.type if isinstance(cause, ApplicationError) else type(cause or err).__name__,
+            error=cause.message if cause is not None else err.message,
+            attempts=details.get("attempt") if isinstance(details, dict) else None,
+        )
+        workflow.logger.warning("message not delivered on this channel", extra={
+            "step": step, "channel": target.channel, "error_type": record.error_type, "attempts": record.attempts})
+        return record
