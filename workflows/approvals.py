@@ -1,5 +1,5 @@
 """Human approvals for any workflow: verified approvers, separation of duties, quorum, a timeout
-ladder and receipts.
+ladder (workflows/ladder.py) and receipts.
 
 A workflow inherits ApprovalsMixin and awaits `self.request_approval(ApprovalRequest(...))`.
 Decisions arrive as the `steward.decide` update. Its validator refuses, before anything reaches
@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify.webhook import WebhookTarget, deliver_webhook
     from steward.identity_headers import verified_caller
 
+from workflows.ladder import climb
 from workflows.notifications import notify
 
 DECIDE_UPDATE = "steward.decide"
@@ -181,23 +182,17 @@ class ApprovalsMixin:
         self._approvals[request.key] = state
         self._publish()
 
-        for step in [*request.ladder, None]:
-            if step is None:
-                await workflow.wait_condition(lambda: state.status != "pending")
-                break
-            remaining = step.after - (workflow.now() - state.requested_at)
-            try:
-                if remaining > timedelta(0):
-                    await workflow.wait_condition(lambda: state.status != "pending", timeout=remaining)
-                    break
-            except asyncio.TimeoutError:
-                pass
-            if state.status != "pending":
-                break
+        def decided() -> bool:
+            return state.status != "pending"
+
+        def on_rung(step: LadderStep, _: int) -> None:
             self._climb(state, step)
-            if state.status != "pending":
-                break
-            self._announce(state, step)
+            if not decided():
+                self._announce(state, step)
+
+        if not await climb(request.ladder, after=lambda step: step.after, started_at=state.requested_at,
+                           done=decided, on_rung=on_rung):
+            await workflow.wait_condition(decided)
         self._publish()
         approved = state.status == "approved" or (state.status == "expired" and state.auto_decision == "approve")
         return ApprovalOutcome(key=state.key, approved=approved, status=state.status, decided_by=state.decided_by,
