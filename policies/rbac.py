@@ -7,17 +7,13 @@ an action, a family wildcard (`runs:start:*`, `runs:*`) or `*`. docs/security.md
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
-from jsonschema import Draft202012Validator, ValidationError
-
-from policies.loader import POLICY_DIR, PolicyError, load_policy
+from policies.loader import POLICY_DIR, load_policy, policy_error
 from steward.logs import get_logger
 
 if TYPE_CHECKING:
@@ -42,9 +38,6 @@ ACTIONS = frozenset({
 })
 # Actions with a parameter: runs:start:<workflow name>.
 PARAMETERISED_ACTIONS = frozenset({"runs:start:"})
-
-# A problem found in a policy file: (path in the document, message, the schema error if it is one).
-Problem = tuple[tuple[Any, ...], str, ValidationError | None]
 
 log = get_logger(__name__)
 
@@ -93,11 +86,7 @@ class RbacPolicy:
 
 
 def parse(path: Path) -> RbacPolicy:
-    try:
-        document = load_policy(path, SCHEMA)
-    except PolicyError as exc:
-        # The loader names the file (and the line, for YAML syntax); add lines to schema errors.
-        raise (_located_schema_error(path) or exc) from None
+    document = load_policy(path, SCHEMA)
     problems = [
         (("roles", name, kind, index), f"{pattern!r} is not a known action", None)
         for name, raw in document["roles"].items()
@@ -106,7 +95,7 @@ def parse(path: Path) -> RbacPolicy:
         if not is_known(pattern)
     ]
     if problems:
-        raise _policy_error(path, problems, hint=f" (known actions: {', '.join(_known_listing())})")
+        raise policy_error(path, problems, hint=f" (known actions: {', '.join(_known_listing())})")
     return RbacPolicy(roles={
         name: Role(allow=tuple(raw.get("allow", ())), deny=tuple(raw.get("deny", ())),
                    description=raw.get("description", ""))
@@ -127,60 +116,8 @@ def check_startup(settings: Settings) -> RbacPolicy:
     return policy
 
 
-# --- Errors a person can fix: file, line, problem ----------------------------------------------
+# --- Errors a person can fix ---------------------------------------------------------------
 
 
 def _known_listing() -> list[str]:
     return sorted(ACTIONS) + [prefix + "<workflow>" for prefix in sorted(PARAMETERISED_ACTIONS)]
-
-
-def _located_schema_error(path: Path) -> PolicyError | None:
-    """The schema violations of `path`, each with its line; None when the file is not even YAML."""
-    try:
-        text = path.read_text()
-        document = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError):
-        return None
-    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    if not errors:
-        return None
-    return _policy_error(path, [(tuple(e.absolute_path), e.message, e) for e in errors], text=text)
-
-
-def _policy_error(path: Path, problems: list[Problem], *, text: str | None = None, hint: str = "") -> PolicyError:
-    root = yaml.compose(text if text is not None else path.read_text(), Loader=yaml.SafeLoader)
-    lines = []
-    for json_path, message, error in problems:
-        line = _line_of(root, json_path, error)
-        where = "/".join(map(str, json_path)) or "(top)"
-        lines.append(f"{path}: line {line}: at {where}: {message}")
-    return PolicyError("; ".join(lines) + hint)
-
-
-def _line_of(root: yaml.Node | None, json_path: Iterable[Any], error: ValidationError | None) -> int:
-    """The 1-based line of the node at `json_path`; for an unexpected key, that key's line."""
-    node = root
-    if node is None:
-        return 1
-    line = node.start_mark.line
-    for step in json_path:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == step), None)
-            if pair is None:
-                break
-            line, node = pair[0].start_mark.line, pair[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-            node = node.value[step]
-            line = node.start_mark.line
-        else:
-            break
-    if error is not None and isinstance(node, yaml.MappingNode):
-        if error.validator == "additionalProperties":
-            expected = set(error.schema.get("properties", {}))
-            unexpected = [key for key, _ in node.value if key.value not in expected]
-        else:  # a key breaking propertyNames is reported as the error's instance
-            unexpected = [key for key, _ in node.value if key.value == error.instance]
-        if unexpected:
-            return unexpected[0].start_mark.line + 1
-    return line + 1

@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the relay with, instead of the system's.")
     smtp_timeout_s: float = Field(20.0, gt=0)
     oncall_email: str | None = Field(None, description="Who the default incident route pages by e-mail.")
+    incident_routing: Path | None = Field(None, description="Incident routing YAML; the shipped one when unset.")
     public_url: str | None = Field(
         None, description="The API's address as people reach it, for links in pages and e-mails; the API's own when unset."
     )
