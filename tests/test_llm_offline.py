@@ -82,11 +82,15 @@ async def test_root_cause_hypotheses_rank_the_pattern_with_most_evidence_first()
     assert top["cause"] == "Memory exhaustion (OOM)"
     assert any("OOMKilled" in line for line in top["evidence"])
     assert result.record.decision == "Memory exhaustion (OOM)"
+    assert result.record.prompt_template == "root-cause-hypotheses.v2"
+    remedy = result.answer["remediation"]
+    assert "memory limit" in remedy["action"] and remedy["risk"] == "low"
 
 
 async def test_root_cause_with_no_known_pattern_says_so_with_low_confidence():
     result = await run("root-cause-hypotheses", {"labels": {"alertname": "Mystery"}}, [("log.txt", "all quiet")])
     assert result.answer["hypotheses"] == [] and result.answer["confidence"] <= 0.2
+    assert "remediation" not in result.answer  # no evidence, no suggestion
 
 
 async def test_summary_picks_the_sentences_carrying_the_documents_main_terms():

@@ -56,7 +56,7 @@ TASKS: dict[str, LlmTask] = {
     task.name: task
     for task in (
         LlmTask("risk-classification", "v1", decision_field="decision"),
-        LlmTask("root-cause-hypotheses", "v1", decision_field="hypotheses"),
+        LlmTask("root-cause-hypotheses", "v2", decision_field="hypotheses"),
         LlmTask("summary", "v1"),
     )
 }

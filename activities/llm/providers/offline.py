@@ -110,6 +110,29 @@ CAUSE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "CPU saturation": ("cpu throttling", "high cpu", "load average", "cpu usage"),
     "Crash loop": ("crashloopbackoff", "back-off restarting", "exit code 137", "segfault", "panic"),
 }
+# What usually restores service for each cause: a runbook's first line, not a diagnosis. A
+# person approves any remediation before it runs (workflows/incident_response.py).
+REMEDIATIONS: dict[str, tuple[str, str, str]] = {
+    "Memory exhaustion (OOM)": ("Restart the affected pods and raise their memory limit",
+                                "Processes are being killed for memory; a restart restores service while the "
+                                "limit buys time to find the growth.", "low"),
+    "Disk full": ("Free disk space on the affected volume (old logs, archives) or expand it",
+                  "Writes fail once the volume is full; space restores them.", "low"),
+    "Dependency unavailable": ("Fail over to a healthy instance of the dependency or restart it",
+                               "Calls to a dependency are refused or time out.", "medium"),
+    "Bad deployment or configuration change": ("Roll back the latest deployment or configuration change",
+                                               "The failure follows a change; rolling back is the quickest "
+                                               "known-good state.", "medium"),
+    "Expired or invalid certificate": ("Renew and redeploy the certificate",
+                                       "TLS handshakes fail on the certificate.", "low"),
+    "Database contention or exhaustion": ("Kill the blocking sessions and raise the connection pool limit",
+                                          "Locks or connection limits stall queries.", "high"),
+    "Rate limiting or throttling": ("Reduce the request rate (back off retries) or raise the quota",
+                                    "Requests are refused for their rate.", "low"),
+    "CPU saturation": ("Scale out the affected service", "Work queues behind saturated CPUs.", "low"),
+    "Crash loop": ("Roll back to the last version that stayed up",
+                   "The process exits right after starting.", "medium"),
+}
 MAX_HYPOTHESES = 3
 MAX_EVIDENCE = 5
 
@@ -143,7 +166,7 @@ def _root_cause_hypotheses(request: LlmTaskRequest, _: frozenset[str]) -> dict[s
         {"cause": cause, "likelihood": round(count / total, 2), "evidence": evidence}
         for count, cause, evidence in scored[:MAX_HYPOTHESES]
     ]
-    return {
+    answer: dict[str, Any] = {
         "hypotheses": hypotheses,
         "confidence": 0.6 if hypotheses else 0.2,
         "explanation": (
@@ -151,6 +174,10 @@ def _root_cause_hypotheses(request: LlmTaskRequest, _: frozenset[str]) -> dict[s
             + (f"{len(scored)} known failure pattern(s) matched." if scored else "no known failure pattern matched.")
         ),
     }
+    if hypotheses:
+        action, rationale, risk = REMEDIATIONS[hypotheses[0]["cause"]]
+        answer["remediation"] = {"action": action, "rationale": rationale, "risk": risk}
+    return answer
 
 
 # --- summary ----------------------------------------------------------------------------------
