@@ -13,10 +13,6 @@ its title: nothing in a name disappears silently.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Container, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,128 +21,19 @@ from temporalio.exceptions import ApplicationError
 
 from activities.artifacts.store import ArtifactRef, default_store
 from activities.llm.models import LlmCallRecord
-from activities.reports.fonts import FACES, coverage, prepared_fonts
+from activities.reports.fonts import prepared_fonts
 from activities.reports.models import REPORT_CONTENT_TYPE, REPORT_NAME, ComplianceReportInput
 from activities.reports.pdf import RenderError, render_pdf
+from activities.reports.text import MONO_CHARS_NARROW, ReportText, Row, size, utc, validation, when
 from steward import runtime
 
 # An input that cannot be rendered or stored (an unsafe run id, say) fails the same way on every
 # attempt: retrying it only delays the failure.
 REPORT_INVALID = "ComplianceReportInvalid"
 TEMPLATE = "compliance-report.typ"
-SANS_FILE, MONO_FILE = FACES[0].file_name, FACES[3].file_name
-
-Value = str | dict[str, str]  # a string, or {"text", "style"} for a value in a style of its own
-Row = list[tuple[str, Value]]
-# Typst breaks lines at spaces only. A longer run of text without one (a token, a URL) gets a
-# zero-width space every BREAK_EVERY characters, so it wraps instead of running off the page; in
-# Arimo that prints nothing and is not extracted with the text.
-BREAK_EVERY = 24
-_UNBROKEN = re.compile(r"\S{%d}(?=\S)" % BREAK_EVERY)
-# Roboto Mono characters (7.6 pt) that fit a full-width value cell, and a narrow one. Longer
-# digests and ids are split into lines of this many: copied from the PDF, they stay plain text.
-MONO_CHARS_WIDE = 84
-MONO_CHARS_NARROW = 32
 
 
-def printable(char: str, cmap: Container[int]) -> bool:
-    """The font has a glyph for it, and it is neither a control, format nor private-use character."""
-    return ord(char) in cmap and unicodedata.category(char)[0] != "C"
-
-
-def drawable(text: str, cmap: Container[int]) -> str:
-    """`text` as the font can draw it: composed (NFC), whitespace as spaces (newlines kept), and any
-    character that is not printable as its code point."""
-    out = []
-    for char in unicodedata.normalize("NFC", text):
-        if char == "\n":
-            out.append(char)
-        elif char.isspace():
-            out.append(" ")
-        elif printable(char, cmap):
-            out.append(char)
-        else:
-            out.append(f"[U+{ord(char):04X}]")
-    return "".join(out)
-
-
-def breakable(text: str) -> str:
-    """`text` with a zero-width space after every BREAK_EVERY characters without a space."""
-    return _UNBROKEN.sub("\\g<0>\u200b", text)
-
-
-def strings(value: Any) -> Iterator[str]:
-    """Every string in a dumped model, however deep."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from strings(item)
-
-
-def utc(moment: datetime) -> datetime:
-    """Naive times are the workflow's UTC: never the rendering machine's local zone."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def when(moment: datetime | str | None) -> str:
-    if moment is None or moment == "":
-        return "—"
-    if isinstance(moment, str):
-        try:
-            moment = datetime.fromisoformat(moment)
-        except ValueError:
-            return moment
-    return utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def size(n: int) -> str:
-    if n < 1024:
-        return f"{n:,} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:,.1f} KiB"
-    return f"{n / (1024 * 1024):,.1f} MiB"
-
-
-def validation(record: LlmCallRecord) -> str:
-    outcome = record.validation
-    if not outcome.valid:
-        return "invalid: " + "; ".join(outcome.errors) if outcome.errors else "invalid"
-    return "valid (repaired)" if outcome.repaired else "valid"
-
-
-class _Text:
-    """Makes every string of the report drawable in the font it is set in."""
-
-    def __init__(self, fonts_dir: Path) -> None:
-        self.sans = coverage(fonts_dir / SANS_FILE)
-        self.mono = coverage(fonts_dir / MONO_FILE)
-
-    def __call__(self, text: str) -> str:
-        return breakable(drawable(text, self.sans))
-
-    def styled(self, text: str, style: str) -> dict[str, str]:
-        return {"text": drawable(text, self.mono) if style == "mono" else self(text), "style": style}
-
-    def digest(self, text: str | None, *, width: int = MONO_CHARS_WIDE) -> Value:
-        """A digest or id in monospace, in lines of at most `width` characters."""
-        if not text:
-            return "—"
-        return self.styled("\n".join(text[i:i + width] for i in range(0, len(text), width)), "mono")
-
-    def rows(self, rows: list[Row]) -> list[list[tuple[str, Value]]]:
-        return [[(self(label), self(value) if isinstance(value, str) else value) for label, value in row]
-                for row in rows]
-
-    def shows_code_points(self, request: ComplianceReportInput) -> bool:
-        return any(not char.isspace() and not printable(char, self.sans)
-                   for text in strings(request.model_dump()) for char in unicodedata.normalize("NFC", text))
-
-
-def _applicant(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
+def _applicant(t: ReportText, request: ComplianceReportInput) -> dict[str, Any]:
     a = request.applicant
     income = f"{a.annual_income:,.2f}" if a.annual_income is not None else "—"
     return {"full_name": t(a.full_name), "rows": t.rows([
@@ -159,7 +46,7 @@ def _applicant(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
     ])}
 
 
-def _decision(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
+def _decision(t: ReportText, request: ComplianceReportInput) -> dict[str, Any]:
     d = request.decision
     decided_by = "policy (automatic)" if d.decided_by == "policy" else d.decided_by
     return {
@@ -173,7 +60,7 @@ def _decision(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
     }
 
 
-def _llm_record(t: _Text, number: int, r: LlmCallRecord) -> dict[str, Any]:
+def _llm_record(t: ReportText, number: int, r: LlmCallRecord) -> dict[str, Any]:
     flags = "\n".join(f"{f.source} — {f.rule}: “{f.excerpt}”" for f in r.injection_flags)
     rows: list[Row] = [
         [("Provider", r.provider), ("Attempt", str(r.attempt))],
@@ -190,7 +77,7 @@ def _llm_record(t: _Text, number: int, r: LlmCallRecord) -> dict[str, Any]:
     return {"title": t(f"#{number}  {r.step}  ·  task {r.task}"), "rows": t.rows(rows)}
 
 
-def _llm(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
+def _llm(t: ReportText, request: ComplianceReportInput) -> dict[str, Any]:
     records = request.llm_records
     n = len(records)
     summary = (
@@ -201,7 +88,7 @@ def _llm(t: _Text, request: ComplianceReportInput) -> dict[str, Any]:
     return {"summary": summary, "records": [_llm_record(t, i, r) for i, r in enumerate(records, start=1)]}
 
 
-def _receipt(t: _Text, number: int, receipt: dict[str, Any]) -> dict[str, Any]:
+def _receipt(t: ReportText, number: int, receipt: dict[str, Any]) -> dict[str, Any]:
     """Receipts arrive as recorded on the run (dicts): every field is optional here."""
 
     def text(key: str) -> str:
@@ -223,13 +110,13 @@ def _receipt(t: _Text, number: int, receipt: dict[str, Any]) -> dict[str, Any]:
 
 def report_data(request: ComplianceReportInput, fonts_dir: Path) -> dict[str, Any]:
     """What templates/compliance-report.typ lays out: every value formatted and drawable."""
-    t = _Text(fonts_dir)
+    t = ReportText(fonts_dir)
     return {
         "title": t(f"Compliance review — run {request.run_id}"),
         "subject": "Compliance review: applicant, risk assessment, decision and audit trail",
         "run_id": t(request.run_id),
         "generated_at": when(request.generated_at),
-        "code_points_shown": t.shows_code_points(request),
+        "code_points_shown": t.shows_code_points(request.model_dump()),
         "applicant": _applicant(t, request),
         "documents": [[t(d.name), t(d.content_type), size(d.bytes), t.digest(d.sha256, width=MONO_CHARS_NARROW)]
                       for d in request.documents],
