@@ -19,7 +19,7 @@ from activities.artifacts.store import FileArtifactStore
 from api.errors import install_error_handlers
 from api.paging import PageTokens
 from api.limits import BodySizeLimit, PrincipalRateLimit, v1_rate_limit
-from api.routes import approvals, artifacts, codec, health, runs, workflows
+from api.routes import actions, approvals, artifacts, codec, health, hooks, incidents, runs, workflows
 from policies import rbac
 from steward import __version__, temporal_client
 from steward.codec import EncryptionCodec, Keyring
@@ -104,8 +104,11 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(runs.router, dependencies=v1_limits)
     app.include_router(approvals.router, dependencies=v1_limits)
     app.include_router(artifacts.router, dependencies=v1_limits)
+    app.include_router(incidents.router, dependencies=v1_limits)
+    app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)
     app.include_router(inbox.router)
+    app.include_router(actions.router)
     app.mount(inbox.STATIC_PATH, StaticFiles(directory=inbox.STATIC_DIR), name="inbox-static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)  # added last, so outermost: refused bodies are logged too

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from activities.artifacts.store import ArtifactRef
+from activities.incidents.models import IncidentView
 from activities.llm.models import LlmUsage
 from workflows.approvals import ApprovalState
 
@@ -85,6 +86,10 @@ class RunDetail(RunSummary):
     )
     notifications: list[dict[str, Any]] = Field(
         default_factory=list, description="Webhook deliveries, each delivered or recorded as undelivered."
+    )
+    incident: IncidentView | None = Field(
+        None, description="incident-response: alerts, hypotheses, pages sent and failed, who acknowledged, the "
+                          "remediation decision, the timeline."
     )
 
 

@@ -25,12 +25,14 @@ from temporalio.exceptions import TimeoutError as RunTimedOut
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.artifacts.store import ArtifactRef
+from activities.incidents.models import IncidentView
 from activities.llm.models import LlmUsage
 from api.errors import ApiError
 from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
 from steward import search_attributes as sa
 from workflows.approvals import MEMO_KEY as APPROVALS_MEMO_KEY
 from workflows.artifacts import MEMO_KEY as ARTIFACTS_MEMO_KEY
+from workflows.incident_response import MEMO_KEY as INCIDENT_MEMO_KEY
 from workflows.approvals import ApprovalState
 from workflows.llm_steps import MEMO_KEY as LLM_MEMO_KEY
 from workflows.spec import WorkflowSpec
@@ -147,6 +149,8 @@ async def detail_of(
     detail.approvals = [ApprovalState.model_validate(raw) for raw in memo.get(APPROVALS_MEMO_KEY) or ()]
     detail.artifacts = [ArtifactRef.model_validate(raw) for raw in memo.get(ARTIFACTS_MEMO_KEY) or ()]
     detail.notifications = list(memo.get(NOTIFICATIONS_MEMO_KEY) or ())
+    if memo.get(INCIDENT_MEMO_KEY) is not None:
+        detail.incident = IncidentView.model_validate(memo[INCIDENT_MEMO_KEY])
     if is_closed(description):
         detail.result, detail.error = outcome or await _outcome(handle)
     return detail

@@ -34,6 +34,7 @@ ACTIONS = frozenset({
     "artifacts:read",
     "audit:read",
     "hooks:alertmanager",
+    "incidents:respond",
     "codec:decode",
 })
 # Actions with a parameter: runs:start:<workflow name>.

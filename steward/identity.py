@@ -40,7 +40,7 @@ JWKS_UNKNOWN_KID_REFETCH_S = 30.0
 # waiting on a provider that just failed.
 JWKS_FAILURE_BACKOFF_S = 5.0
 # The roles Steward's default policy knows; `make up` prints a dev token for each.
-DEFAULT_ROLES = ("requester", "approver", "auditor", "operator", "compliance_lead", "admin")
+DEFAULT_ROLES = ("requester", "approver", "auditor", "operator", "compliance_lead", "incident_commander", "admin")
 # Identifiers end up in Temporal visibility queries and search attributes: keep them to a
 # charset that needs no quoting anywhere.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"

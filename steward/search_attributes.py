@@ -15,6 +15,9 @@ APPROVAL_STATE = SearchAttributeKey.for_keyword("ApprovalState")
 RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
 LLM_TOKENS = SearchAttributeKey.for_int("LlmTokens")
 LLM_COST_USD = SearchAttributeKey.for_float("LlmCostUsd")
+SEVERITY = SearchAttributeKey.for_keyword("Severity")
+SERVICE = SearchAttributeKey.for_keyword("Service")
+INCIDENT_STATE = SearchAttributeKey.for_keyword("IncidentState")
 
 ALL: tuple[SearchAttributeKey, ...] = (
     WORKFLOW_NAME,
@@ -25,6 +28,9 @@ ALL: tuple[SearchAttributeKey, ...] = (
     RISK_LEVEL,
     LLM_TOKENS,
     LLM_COST_USD,
+    SEVERITY,
+    SERVICE,
+    INCIDENT_STATE,
 )
 
 # The names the `temporal` CLI uses for each indexed value type.

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+# Test modules import helpers from this fixtures module and also load it as a plugin
+# (pytest_plugins): registered here, its asserts are rewritten whichever comes first.
+pytest.register_assert_rewrite("tests.incident_fixtures")
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest

@@ -13,7 +13,6 @@ import email.policy
 import ipaddress
 import logging
 import ssl
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,10 +101,7 @@ def smtp_server(directory: Path | None = None, *, security: str = "none",
 
         # aiosmtpd's "TLS first" check knows STARTTLS only; with implicit TLS the session is TLS anyway.
         options |= {"authenticator": authenticate, "auth_required": True, "auth_require_tls": security == "starttls"}
-    with warnings.catch_warnings():
-        # "AUTH without requiring TLS": the implicit-TLS server is TLS from the first byte.
-        warnings.simplefilter("ignore", UserWarning)
-        controller = Controller(mailbox, hostname=HOST, port=port, server_hostname=HOST, **options)
+    controller = Controller(mailbox, hostname=HOST, port=port, server_hostname=HOST, **options)
     controller.start()
     try:
         yield SmtpServer(port, mailbox, ca_file)

@@ -25,17 +25,21 @@ ROUTES = [
     ("approvals inbox", "GET", "/v1/approvals", "approvals:decide"),
     ("decide", "POST", "/v1/runs/{run}/approvals", "approvals:decide"),
     ("download an artifact", "GET", "/v1/runs/{run}/artifacts/report.pdf", "artifacts:read"),
+    ("acknowledge", "POST", "/v1/runs/{run}/ack", "incidents:respond"),
+    ("alertmanager hook", "POST", "/v1/hooks/alertmanager", "hooks:alertmanager"),
     ("cancel a run", "POST", "/v1/runs/{run}/cancel", "runs:cancel"),
 ]
-# Past the permission check, the run (a held test-gated run) has no approval pending (409) and no
-# artifacts (404): those answers prove the route let the caller through.
+# Past the permission check, the run (a held test-gated run) has no approval pending (409), no
+# artifacts (404) and is no incident (409), and the hook's empty body is refused (422): those
+# answers prove the route let the caller through.
 EXPECTED = {
-    "requester":       [200, 202, 200, 200, 403, 403, 403, 403],
-    "approver":        [200, 403, 200, 200, 200, 409, 404, 403],
-    "compliance_lead": [200, 403, 200, 200, 200, 409, 404, 403],
-    "auditor":         [200, 403, 200, 200, 403, 403, 404, 403],
-    "operator":        [200, 202, 200, 200, 403, 403, 404, 202],
-    "admin":           [200, 202, 200, 200, 200, 409, 404, 202],
+    "requester":          [200, 202, 200, 200, 403, 403, 403, 403, 403, 403],
+    "approver":           [200, 403, 200, 200, 200, 409, 404, 403, 403, 403],
+    "compliance_lead":    [200, 403, 200, 200, 200, 409, 404, 403, 403, 403],
+    "auditor":            [200, 403, 200, 200, 403, 403, 404, 403, 403, 403],
+    "operator":           [200, 202, 200, 200, 403, 403, 404, 409, 422, 202],
+    "incident_commander": [200, 403, 200, 200, 200, 409, 404, 409, 403, 403],
+    "admin":              [200, 202, 200, 200, 200, 409, 404, 409, 422, 202],
 }
 
 
@@ -52,7 +56,8 @@ async def test_each_role_gets_exactly_its_permissions_on_every_route(http, auth,
     caller = auth(sub=f"dev-{role}", roles=(role,))
     answers, refusals = [], {}
     for name, method, path, permission in ROUTES:
-        body = {"input": DOCS} if name == "start a run" else {"decision": "approve"} if name == "decide" else None
+        body = ({"input": DOCS} if name == "start a run" else {"decision": "approve"} if name == "decide"
+                else {} if name in ("acknowledge", "alertmanager hook") else None)
         response = await http.request(method, path.format(run=run_id), json=body, headers=caller)
         answers.append(response.status_code)
         if response.status_code == 403:

@@ -22,7 +22,7 @@ from workflows.document_fingerprint import DocumentFingerprintInput, DocumentFin
 # This module defines a workflow, so the sandbox re-imports it: the suite's fixtures module (web
 # servers, HTTP clients) must come through unsandboxed.
 with workflow.unsafe.imports_passed_through():
-    from tests.conftest import TEST_DATA_CONVERTER
+    from tests.conftest import TEST_DATA_CONVERTER, test_interceptors
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 BUILTIN = sorted(discover().specs)
@@ -43,7 +43,10 @@ def histories(name: str) -> list[Path]:
 @pytest.mark.parametrize("name", BUILTIN)
 async def test_workflow_replays_its_committed_histories(name):
     spec = discover().get(name)
-    replayer = Replayer(workflows=[spec.workflow], data_converter=TEST_DATA_CONVERTER, workflow_runner=sandbox_runner())
+    # With the identity interceptor, as every worker has it: an accepted update's handler reads who
+    # sent it from the header (without re-verifying, so replay survives a rotated secret).
+    replayer = Replayer(workflows=[spec.workflow], data_converter=TEST_DATA_CONVERTER, workflow_runner=sandbox_runner(),
+                        interceptors=test_interceptors())
     for path in histories(name):
         await replayer.replay_workflow(load_history(name, path))
 

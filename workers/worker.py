@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from policies import output as output_policy
-from policies import rbac
+from policies import rbac, routing
 from steward import runtime, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -125,6 +125,7 @@ async def serve(settings: Settings) -> None:
     # A broken policy file stops the worker now, naming the file, rather than failing runs later.
     output_policy.load(settings.llm_output_policy)
     rbac.check_startup(settings)
+    routing.check_startup(settings)
     client = await temporal_client.connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

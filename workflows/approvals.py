@@ -35,7 +35,7 @@ APPROVAL_ACTIVITIES = (deliver_webhook,)
 MEMO_KEY = "approvals"
 KEY_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 
-# ApplicationError types of refused decisions; the API maps them to 403 and 409.
+# ApplicationError types of refused decisions; the API maps FORBIDDEN_TYPES to 403, the others to 409.
 UNVERIFIED = "ApprovalUnverified"
 WRONG_TENANT = "ApprovalWrongTenant"
 ROLE_MISSING = "ApprovalRoleMissing"
@@ -44,10 +44,9 @@ SEPARATION_OF_DUTIES = "ApprovalSeparationOfDuties"
 NOT_PENDING = "ApprovalNotPending"
 ALREADY_VOTED = "ApprovalAlreadyVoted"
 FORBIDDEN_TYPES = (UNVERIFIED, WRONG_TENANT, ROLE_MISSING, GROUP_MISSING, SEPARATION_OF_DUTIES)
-CONFLICT_TYPES = (NOT_PENDING, ALREADY_VOTED)
 
 Decision = Literal["approve", "reject"]
-Status = Literal["pending", "approved", "rejected", "expired"]
+Status = Literal["pending", "approved", "rejected", "expired", "withdrawn"]
 
 
 class LadderStep(BaseModel):
@@ -111,7 +110,7 @@ class ApprovalReceipt(BaseModel):
 
 class ApprovalEvent(BaseModel):
     at: datetime
-    kind: Literal["requested", "reminded", "escalated", "voted", "decided", "auto_decided"]
+    kind: Literal["requested", "reminded", "escalated", "voted", "decided", "auto_decided", "withdrawn"]
     detail: str
 
 
@@ -197,6 +196,16 @@ class ApprovalsMixin:
         approved = state.status == "approved" or (state.status == "expired" and state.auto_decision == "approve")
         return ApprovalOutcome(key=state.key, approved=approved, status=state.status, decided_by=state.decided_by,
                                reason=state.reason, receipts=state.receipts)
+
+    def withdraw_approval(self, key: str, reason: str) -> None:
+        """End a pending approval nobody needs any more (the incident it was for is resolved):
+        `request_approval` returns, not approved, and nobody can vote on it from now on."""
+        state = self._approvals.get(key)
+        if state is None or state.status != "pending":
+            return
+        state.status, state.reason = "withdrawn", reason
+        state.events.append(ApprovalEvent(at=workflow.now(), kind="withdrawn", detail=reason))
+        self._publish()
 
     def _climb(self, state: ApprovalState, step: LadderStep) -> None:
         now = workflow.now()

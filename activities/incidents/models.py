@@ -160,6 +160,7 @@ class IncidentView(BaseModel):
     route: str | None = None
     alerts: list[Alert] = Field(default_factory=list, description="The most recent, at most 50.")
     alert_count: int = 0
+    notifications: int = Field(0, description="Alertmanager notifications received, repeats included.")
     hypotheses: list[Hypothesis] = Field(default_factory=list)
     remediation: RemediationRecord | None = None
     pages: list[PageRecord] = Field(default_factory=list)

@@ -20,11 +20,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts.store import ArtifactRef, default_store
-from activities.llm.models import LlmCallRecord
 from activities.reports.fonts import prepared_fonts
 from activities.reports.models import REPORT_CONTENT_TYPE, REPORT_NAME, ComplianceReportInput
 from activities.reports.pdf import RenderError, render_pdf
-from activities.reports.text import MONO_CHARS_NARROW, ReportText, Row, size, utc, validation, when
+from activities.reports.text import MONO_CHARS_NARROW, ReportText, llm_calls, size, utc, when
 from steward import runtime
 
 # An input that cannot be rendered or stored (an unsafe run id, say) fails the same way on every
@@ -58,34 +57,6 @@ def _decision(t: ReportText, request: ComplianceReportInput) -> dict[str, Any]:
         "reason": t(d.reason) if d.reason else None,
         "comment": t(d.comment) if d.comment else None,
     }
-
-
-def _llm_record(t: ReportText, number: int, r: LlmCallRecord) -> dict[str, Any]:
-    flags = "\n".join(f"{f.source} — {f.rule}: “{f.excerpt}”" for f in r.injection_flags)
-    rows: list[Row] = [
-        [("Provider", r.provider), ("Attempt", str(r.attempt))],
-        [("Model requested", r.model_requested), ("Model version", r.model_version)],
-        [("Prompt template", r.prompt_template), ("Validation", validation(r))],
-        [("Prompt SHA-256", t.digest(r.prompt_sha256))],
-        [("Tokens in / out", f"{r.input_tokens:,} / {r.output_tokens:,}"), ("Cost (USD)", f"{r.cost_usd:.6f}")],
-        [("Latency (ms)", f"{r.latency_ms:,.0f}"), ("Model calls", str(r.calls))],
-    ]
-    if r.decision is not None:
-        answer = r.decision if r.confidence is None else f"{r.decision} (confidence {r.confidence:.2f})"
-        rows.append([("Answer", answer)])
-    rows.append([("Injection flags", t.styled(flags, "alert") if r.injection_flags else "none")])
-    return {"title": t(f"#{number}  {r.step}  ·  task {r.task}"), "rows": t.rows(rows)}
-
-
-def _llm(t: ReportText, request: ComplianceReportInput) -> dict[str, Any]:
-    records = request.llm_records
-    n = len(records)
-    summary = (
-        f"{n} call{'s' if n != 1 else ''} · {sum(r.input_tokens for r in records):,} tokens in, "
-        f"{sum(r.output_tokens for r in records):,} out · USD {sum(r.cost_usd for r in records):.6f} · "
-        f"{sum(r.latency_ms for r in records):,.0f} ms in total"
-    )
-    return {"summary": summary, "records": [_llm_record(t, i, r) for i, r in enumerate(records, start=1)]}
 
 
 def _receipt(t: ReportText, number: int, receipt: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +98,7 @@ def report_data(request: ComplianceReportInput, fonts_dir: Path) -> dict[str, An
             "review_reasons": [t(r) for r in request.review_reasons],
         },
         "decision": _decision(t, request),
-        "llm": _llm(t, request),
+        "llm": llm_calls(t, request.llm_records),
         "timeline": [[when(e.at), t(e.event)] for e in request.timeline],
         "receipts": [_receipt(t, i, r) for i, r in enumerate(request.receipts, start=1)],
     }

@@ -2,13 +2,12 @@
 
 Values are formatted here (times in UTC, sizes, validation outcomes) and made drawable: composed,
 whitespace tamed, any character the fonts lack printed as its code point (`[U+674E]`), long
-tokens given break opportunities, digests split into lines. Templates receive plain strings, or
+digests split into lines (templates/steward.typ gives long tokens their break opportunities). Templates receive plain strings, or
 {"text", "style"} for a value in a style of its own (templates/steward.typ).
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Container, Iterator
 from datetime import UTC, datetime
@@ -22,11 +21,6 @@ SANS_FILE, MONO_FILE = FACES[0].file_name, FACES[3].file_name
 
 Value = str | dict[str, str]  # a string, or {"text", "style"} for a value in a style of its own
 Row = list[tuple[str, Value]]
-# Typst breaks lines at spaces only. A longer run of text without one (a token, a URL) gets a
-# zero-width space every BREAK_EVERY characters, so it wraps instead of running off the page; in
-# Arimo that prints nothing and is not extracted with the text.
-BREAK_EVERY = 24
-_UNBROKEN = re.compile(r"\S{%d}(?=\S)" % BREAK_EVERY)
 # Roboto Mono characters (7.6 pt) that fit a full-width value cell, and a narrow one. Longer
 # digests and ids are split into lines of this many: copied from the PDF, they stay plain text.
 MONO_CHARS_WIDE = 84
@@ -52,11 +46,6 @@ def drawable(text: str, cmap: Container[int]) -> str:
         else:
             out.append(f"[U+{ord(char):04X}]")
     return "".join(out)
-
-
-def breakable(text: str) -> str:
-    """`text` with a zero-width space after every BREAK_EVERY characters without a space."""
-    return _UNBROKEN.sub("\\g<0>\u200b", text)
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -110,7 +99,7 @@ class ReportText:
         self.mono = coverage(fonts_dir / MONO_FILE)
 
     def __call__(self, text: str) -> str:
-        return breakable(drawable(text, self.sans))
+        return drawable(text, self.sans)
 
     def styled(self, text: str, style: str) -> dict[str, str]:
         return {"text": drawable(text, self.mono) if style == "mono" else self(text), "style": style}
@@ -129,3 +118,31 @@ class ReportText:
         """Whether any string in `value` (a dumped model) has a character the fonts cannot draw."""
         return any(not char.isspace() and not printable(char, self.sans)
                    for text in strings(value) for char in unicodedata.normalize("NFC", text))
+
+
+def llm_record(t: ReportText, number: int, r: LlmCallRecord) -> dict[str, Any]:
+    flags = "\n".join(f"{f.source} — {f.rule}: “{f.excerpt}”" for f in r.injection_flags)
+    rows: list[Row] = [
+        [("Provider", r.provider), ("Attempt", str(r.attempt))],
+        [("Model requested", r.model_requested), ("Model version", r.model_version)],
+        [("Prompt template", r.prompt_template), ("Validation", validation(r))],
+        [("Prompt SHA-256", t.digest(r.prompt_sha256))],
+        [("Tokens in / out", f"{r.input_tokens:,} / {r.output_tokens:,}"), ("Cost (USD)", f"{r.cost_usd:.6f}")],
+        [("Latency (ms)", f"{r.latency_ms:,.0f}"), ("Model calls", str(r.calls))],
+    ]
+    if r.decision is not None:
+        answer = r.decision if r.confidence is None else f"{r.decision} (confidence {r.confidence:.2f})"
+        rows.append([("Answer", answer)])
+    rows.append([("Injection flags", t.styled(flags, "alert") if r.injection_flags else "none")])
+    return {"title": t(f"#{number}  {r.step}  ·  task {r.task}"), "rows": t.rows(rows)}
+
+
+def llm_calls(t: ReportText, records: list[LlmCallRecord]) -> dict[str, Any]:
+    """A report's LLM section: a one-line summary, and each call's record as a titled field grid."""
+    n = len(records)
+    summary = (
+        f"{n} call{'s' if n != 1 else ''} · {sum(r.input_tokens for r in records):,} tokens in, "
+        f"{sum(r.output_tokens for r in records):,} out · USD {sum(r.cost_usd for r in records):.6f} · "
+        f"{sum(r.latency_ms for r in records):,.0f} ms in total"
+    )
+    return {"summary": summary, "records": [llm_record(t, i, r) for i, r in enumerate(records, start=1)]}

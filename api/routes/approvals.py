@@ -12,21 +12,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ClientDep, PageTokensDep, require
 from api.errors import ApiError, ErrorResponse
 from api.paging import fetch_page
 from api.run_records import describe_for_tenant, is_closed, run_link
+from api.updates import execute_verified_update
 from steward import search_attributes as sa
 from steward.identity import Principal
-from steward.identity_headers import acting_as
 from workflows.approvals import (
-    CONFLICT_TYPES,
+    ALREADY_VOTED,
     DECIDE_UPDATE,
     FORBIDDEN_TYPES,
+    NOT_PENDING,
     MEMO_KEY,
     ApprovalReceipt,
     ApprovalState,
@@ -84,28 +82,15 @@ class Inbox(BaseModel):
 @router.post("/v1/runs/{run_id}/approvals", response_model=ApprovalReceipt, responses=_ERRORS)
 async def decide(run_id: str, body: DecisionRequest, principal: Decider, client: ClientDep) -> ApprovalReceipt:
     description = await describe_for_tenant(client, run_id, principal.tenant)
+    nothing_pending = ApiError(409, "not_pending", f"run {run_id!r} is not waiting for a decision")
     if is_closed(description):
-        raise ApiError(409, "not_pending", f"run {run_id!r} has ended; nothing is waiting for a decision")
-    handle = client.get_workflow_handle(run_id, run_id=description.run_id)
-    try:
-        with acting_as(principal):
-            return await handle.execute_update(
-                DECIDE_UPDATE, DecisionInput(**body.model_dump()), result_type=ApprovalReceipt
-            )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        kind = cause.type if isinstance(cause, ApplicationError) else None
-        message = cause.message if isinstance(cause, ApplicationError) else "the decision was refused"
-        if kind in FORBIDDEN_TYPES:
-            raise ApiError(403, "forbidden", message, {"reason": kind}) from None
-        if kind in CONFLICT_TYPES:
-            raise ApiError(409, "not_pending" if kind == CONFLICT_TYPES[0] else "already_voted", message) from None
-        # A workflow without approvals has no decide handler: for the caller, nothing is pending.
-        raise ApiError(409, "not_pending", f"run {run_id!r} is not waiting for a decision") from None
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # the run closed between describe and update
-            raise ApiError(409, "not_pending", f"run {run_id!r} has ended; nothing is waiting for a decision") from None
-        raise
+        raise nothing_pending
+    # A workflow without approvals has no decide handler: for the caller, nothing is pending.
+    return await execute_verified_update(
+        client, description, principal, DECIDE_UPDATE, DecisionInput(**body.model_dump()), ApprovalReceipt,
+        forbidden=FORBIDDEN_TYPES, conflicts={NOT_PENDING: "not_pending", ALREADY_VOTED: "already_voted"},
+        closed=nothing_pending,
+    )
 
 
 def may_decide(principal: Principal, state: ApprovalState) -> bool:

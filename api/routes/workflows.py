@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -52,13 +52,28 @@ def _run_id(spec: WorkflowSpec, principal: Principal, idempotency_key: str | Non
     return f"{spec.name}-{digest}"
 
 
-def _request_digest(spec: WorkflowSpec, validated_input: dict, callback_url: str | None) -> str:
+def request_digest(spec: WorkflowSpec, validated_input: dict, callback_url: str | None) -> str:
     canonical = json.dumps(
         {"workflow": spec.name, "input": validated_input, "callback_url": callback_url},
         sort_keys=True,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_run_options(spec: WorkflowSpec, validated: BaseModel, principal: Principal, *, request_sha256: str,
+                    callback_url: str | None = None) -> dict[str, Any]:
+    """What every run Steward starts carries, whoever starts it (this route, the Alertmanager
+    hook): its queue and timeout, who asked and for which tenant in the memo, the search
+    attributes operators filter on, and the summary the Temporal UI shows."""
+    return {
+        "task_queue": spec.task_queue,
+        "execution_timeout": spec.execution_timeout,
+        "memo": {"requested_by": principal.sub, "tenant": principal.tenant, "request_sha256": request_sha256,
+                 "callback_url": callback_url},
+        "search_attributes": sa.for_new_run(spec.name, principal.tenant, principal.sub),
+        "static_summary": spec.static_summary(validated),
+    }
 
 
 async def startable_workflow(name: str, principal: CurrentPrincipal, catalog: CatalogDep,
@@ -89,22 +104,17 @@ async def start_run(
     except ValidationError as exc:
         raise validation_error(exc, prefix=("input",)) from None
     callback_url = str(body.callback_url) if body.callback_url else None
-    digest = _request_digest(spec, validated.model_dump(mode="json"), callback_url)
+    digest = request_digest(spec, validated.model_dump(mode="json"), callback_url)
     run_id = _run_id(spec, principal, idempotency_key)
     try:
         await client.start_workflow(
             spec.name,
             validated,
             id=run_id,
-            task_queue=spec.task_queue,
-            execution_timeout=spec.execution_timeout,
             # A keyed id is never reused, even after the run closes: the key means "this request".
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            memo={"requested_by": principal.sub, "tenant": principal.tenant,
-                  "request_sha256": digest, "callback_url": callback_url},
-            search_attributes=sa.for_new_run(spec.name, principal.tenant, principal.sub),
-            static_summary=spec.static_summary(validated),
+            **new_run_options(spec, validated, principal, request_sha256=digest, callback_url=callback_url),
         )
         status = RunStatus.running
     except WorkflowAlreadyStartedError:

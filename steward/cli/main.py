@@ -84,7 +84,7 @@ def _print_banner(settings, show_tokens: bool) -> None:
     if show_tokens:
         lines.append(f"  Dev tokens (tenant {settings.dev_tenant}, valid {DEV_TOKEN_TTL}); paste one as")
         lines.append("  `export STEWARD_TOKEN=...` or `Authorization: Bearer ...`:")
-        lines += [f"    {role:<16} {token}" for role, token in _dev_tokens(settings)]
+        lines += [f"    {role:<18} {token}" for role, token in _dev_tokens(settings)]
     lines += ["  Stop with Ctrl-C.", ""]
     # The banner is for the person at the terminal; stdout carries the JSON log stream.
     print("\n".join(lines), file=sys.stderr, flush=True)
