@@ -8,22 +8,20 @@ and who did what. Rendering is pure, like every report's: the same input gives t
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.artifacts.store import ArtifactRef, default_store
+from activities.artifacts.store import ArtifactRef
 from activities.incidents.models import IncidentView
 from activities.llm.models import LlmCallRecord
-from activities.reports.compliance_report import report_fonts
-from activities.reports.pdf import RenderError, render_pdf
+from activities.reports.pdf import render_and_store, render_pdf
 from activities.reports.text import MONO_CHARS_NARROW, ReportText, llm_calls, utc, when
 
 POSTMORTEM_NAME = "postmortem.pdf"
-POSTMORTEM_CONTENT_TYPE = "application/pdf"
 POSTMORTEM_INVALID = "PostmortemInvalid"
 TEMPLATE = "postmortem.typ"
 
@@ -142,10 +140,7 @@ def render_postmortem(request: PostmortemInput, fonts_dir: Path) -> bytes:
 # A plain `def`: rendering is CPU work, run in the worker's process pool (workers/cpu.py).
 @activity.defn(name="generate-postmortem")
 def generate_postmortem(request: PostmortemInput) -> ArtifactRef:
-    try:
-        data = render_postmortem(request, report_fonts())
-        ref = default_store().put(request.run_id, POSTMORTEM_NAME, data, POSTMORTEM_CONTENT_TYPE)
-    except (ValueError, RenderError) as error:
-        raise ApplicationError(str(error), type=POSTMORTEM_INVALID, non_retryable=True) from error
+    ref = render_and_store(request.run_id, POSTMORTEM_NAME, partial(render_postmortem, request),
+                           invalid=POSTMORTEM_INVALID)
     activity.logger.info("postmortem stored", extra={"bytes": ref.size, "sha256": ref.sha256})
     return ref

@@ -13,22 +13,18 @@ its title: nothing in a name disappears silently.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.artifacts.store import ArtifactRef, default_store
-from activities.reports.fonts import prepared_fonts
-from activities.reports.models import REPORT_CONTENT_TYPE, REPORT_NAME, ComplianceReportInput
-from activities.reports.pdf import RenderError, render_pdf
+from activities.artifacts.store import ArtifactRef
+from activities.reports.models import REPORT_NAME, ComplianceReportInput
+from activities.reports.pdf import render_and_store, render_pdf
 from activities.reports.text import MONO_CHARS_NARROW, ReportText, llm_calls, size, utc, when
-from steward import runtime
 
-# An input that cannot be rendered or stored (an unsafe run id, say) fails the same way on every
-# attempt: retrying it only delays the failure.
-REPORT_INVALID = "ComplianceReportInvalid"
+REPORT_INVALID = "ComplianceReportInvalid"  # the input cannot be rendered or stored: not retried
 TEMPLATE = "compliance-report.typ"
 
 
@@ -110,19 +106,11 @@ def render_compliance_report(request: ComplianceReportInput, fonts_dir: Path) ->
                       fonts_dir=fonts_dir)
 
 
-def report_fonts() -> Path:
-    """The prepared fonts of this process's settings (made on first use, then read from disk)."""
-    return prepared_fonts(runtime.settings().font_cache_dir)
-
-
 # A plain `def`: rendering is CPU work, so the worker runs this in its process pool, on the CPU
 # task queue (workers/cpu.py), where it cannot hold the GIL against workflow tasks.
 @activity.defn(name="generate-compliance-report")
 def generate_compliance_report(request: ComplianceReportInput) -> ArtifactRef:
-    try:
-        data = render_compliance_report(request, report_fonts())
-        ref = default_store().put(request.run_id, REPORT_NAME, data, REPORT_CONTENT_TYPE)
-    except (ValueError, RenderError) as error:
-        raise ApplicationError(str(error), type=REPORT_INVALID, non_retryable=True) from error
+    ref = render_and_store(request.run_id, REPORT_NAME, partial(render_compliance_report, request),
+                           invalid=REPORT_INVALID)
     activity.logger.info("compliance report stored", extra={"bytes": ref.size, "sha256": ref.sha256})
     return ref
