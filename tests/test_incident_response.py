@@ -303,14 +303,20 @@ REMEDIATION = """\
 """
 
 
+async def remediation_awaiting_approval(api, auth, alertmanager_key, pages, group, automation) -> str:
+    """An incident, acknowledged, whose suggested remediation waits for a person to approve it."""
+    pages.route(ROUTING + REMEDIATION.format(url=automation.url), notify_allow_private_networks=True)
+    run_id = (await fire(api, alertmanager_key, "firing", group))["incident"]
+    await incident_where(api, auth, run_id, "the pages", lambda i: len(i["pages"]) == 2)
+    await api.post(f"/v1/runs/{run_id}/ack", json={}, headers=auth(sub="olga"))
+    await incident_where(api, auth, run_id, "the approval",
+                         lambda i: (i["remediation"] or {}).get("status") == "pending")
+    return run_id
+
+
 async def test_an_approved_remediation_is_sent_to_the_automation_signed(http, auth, alertmanager_key, pages, group):
     async with serve_receiver() as automation:
-        pages.route(ROUTING + REMEDIATION.format(url=automation.url), notify_allow_private_networks=True)
-        run_id = (await fire(http, alertmanager_key, "firing", group))["incident"]
-        await incident_where(http, auth, run_id, "the pages", lambda i: len(i["pages"]) == 2)
-        await http.post(f"/v1/runs/{run_id}/ack", json={}, headers=auth(sub="olga"))
-        await incident_where(http, auth, run_id, "the remediation to wait for approval",
-                             lambda i: (i["remediation"] or {}).get("status") == "pending")
+        run_id = await remediation_awaiting_approval(http, auth, alertmanager_key, pages, group, automation)
         approved = await http.post(f"/v1/runs/{run_id}/approvals", json={"decision": "approve", "comment": "go"},
                                    headers=auth(sub="ic-ana", roles=("incident_commander",)))
         incident = await incident_where(http, auth, run_id, "the remediation to run",
@@ -328,11 +334,7 @@ async def test_an_approved_remediation_is_sent_to_the_automation_signed(http, au
 async def test_a_remediation_nobody_approves_in_time_is_not_run(skipping_env, skipping_api, auth, alertmanager_key,
                                                                pages, group):
     async with serve_receiver() as automation:
-        pages.route(ROUTING + REMEDIATION.format(url=automation.url), notify_allow_private_networks=True)
-        run_id = (await fire(skipping_api, alertmanager_key, "firing", group))["incident"]
-        await incident_where(skipping_api, auth, run_id, "the pages", lambda i: len(i["pages"]) == 2)
-        await skipping_api.post(f"/v1/runs/{run_id}/ack", json={}, headers=auth(sub="olga"))
-        await incident_where(skipping_api, auth, run_id, "the approval", lambda i: i["remediation"] is not None)
+        run_id = await remediation_awaiting_approval(skipping_api, auth, alertmanager_key, pages, group, automation)
         await skipping_env.sleep(timedelta(minutes=21))
         incident = await incident_where(skipping_api, auth, run_id, "the ladder to reject it",
                                         lambda i: i["remediation"]["status"] == "rejected")
@@ -343,12 +345,7 @@ async def test_a_remediation_nobody_approves_in_time_is_not_run(skipping_env, sk
 
 async def test_resolving_while_a_remediation_waits_withdraws_it(http, auth, alertmanager_key, pages, group):
     async with serve_receiver() as automation:
-        pages.route(ROUTING + REMEDIATION.format(url=automation.url), notify_allow_private_networks=True)
-        run_id = (await fire(http, alertmanager_key, "firing", group))["incident"]
-        await incident_where(http, auth, run_id, "the pages", lambda i: len(i["pages"]) == 2)
-        await http.post(f"/v1/runs/{run_id}/ack", json={}, headers=auth(sub="olga"))
-        await incident_where(http, auth, run_id, "the approval",
-                             lambda i: (i["remediation"] or {}).get("status") == "pending")
+        run_id = await remediation_awaiting_approval(http, auth, alertmanager_key, pages, group, automation)
         await fire(http, alertmanager_key, "resolved", group)
         run = await wait_for_run(http, run_id, auth())
 

@@ -21,11 +21,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 import aiosmtplib
-import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.notify.delivery import delivery_failure, delivery_log_context
 from activities.notify.message import Notice, as_html, as_text, links_for
 from steward import runtime
 from steward.logs import get_logger
@@ -71,10 +70,6 @@ def compose(request: EmailDeliveryRequest, sender: str) -> EmailMessage:
     return message
 
 
-def _failure(message: str, error_type: str, *, non_retryable: bool = False) -> ApplicationError:
-    return ApplicationError(message, {"attempt": activity.info().attempt}, type=error_type, non_retryable=non_retryable)
-
-
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
@@ -83,12 +78,10 @@ def _tls_context(ca_file: str | None) -> ssl.SSLContext:
 async def deliver_email(request: EmailDeliveryRequest) -> EmailDeliveryResult:
     info = activity.info()
     settings = runtime.settings()
-    with structlog.contextvars.bound_contextvars(
-        workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity_type=info.activity_type,
-        attempt=info.attempt, recipient_domain=_domain(request.to),
-    ):
+    with delivery_log_context(recipient_domain=_domain(request.to)):
         if not settings.smtp_host:
-            raise _failure("no SMTP relay is configured (STEWARD_SMTP_HOST)", EMAIL_MISCONFIGURED, non_retryable=True)
+            raise delivery_failure("no SMTP relay is configured (STEWARD_SMTP_HOST)", EMAIL_MISCONFIGURED,
+                                   non_retryable=True)
         message = compose(request, settings.smtp_from)
         try:
             await aiosmtplib.send(
@@ -103,20 +96,21 @@ async def deliver_email(request: EmailDeliveryRequest) -> EmailDeliveryResult:
                 timeout=settings.smtp_timeout_s,
             )
         except aiosmtplib.SMTPAuthenticationError:
-            error = _failure("the SMTP relay refused the login", EMAIL_MISCONFIGURED, non_retryable=True)
+            error = delivery_failure("the SMTP relay refused the login", EMAIL_MISCONFIGURED, non_retryable=True)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             transient = all(400 <= code < 500 for code in codes)
-            error = _failure(f"the SMTP relay refused the recipient ({', '.join(map(str, codes))})",
-                             EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED, non_retryable=not transient)
+            error = delivery_failure(f"the SMTP relay refused the recipient ({', '.join(map(str, codes))})",
+                                     EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED, non_retryable=not transient)
         except aiosmtplib.SMTPResponseException as exc:
             transient = 400 <= exc.code < 500
-            error = _failure(f"the SMTP relay answered {exc.code}", EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED,
-                             non_retryable=not transient)
+            error = delivery_failure(f"the SMTP relay answered {exc.code}",
+                                     EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED, non_retryable=not transient)
         except ssl.SSLCertVerificationError:
-            error = _failure("the SMTP relay's certificate did not verify", EMAIL_MISCONFIGURED, non_retryable=True)
+            error = delivery_failure("the SMTP relay's certificate did not verify", EMAIL_MISCONFIGURED,
+                                     non_retryable=True)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            error = _failure("the SMTP relay is unreachable", EMAIL_UNAVAILABLE)
+            error = delivery_failure("the SMTP relay is unreachable", EMAIL_UNAVAILABLE)
         else:
             log.info("email delivered")
             return EmailDeliveryResult(delivered=True, attempt=info.attempt)

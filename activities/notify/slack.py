@@ -11,12 +11,11 @@ post twice. The webhook URL is the credential: it is never logged nor returned.
 from __future__ import annotations
 
 import httpx
-import structlog
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.llm.providers.openai_compatible import retry_after
+from activities.notify.delivery import delivery_failure, delivery_log_context
 from activities.notify.message import Notice, as_slack, links_for
 from steward import runtime
 from steward.logs import get_logger
@@ -43,41 +42,33 @@ class SlackDeliveryResult(BaseModel):
     attempt: int
 
 
-def _failure(message: str, error_type: str, *, non_retryable: bool = False, next_retry_delay=None) -> ApplicationError:
-    return ApplicationError(message, {"attempt": activity.info().attempt}, type=error_type,
-                            non_retryable=non_retryable, next_retry_delay=next_retry_delay)
-
-
 @activity.defn(name="deliver-slack")
 async def deliver_slack(request: SlackDeliveryRequest) -> SlackDeliveryResult:
     info = activity.info()
     settings = runtime.settings()
-    with structlog.contextvars.bound_contextvars(
-        workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity_type=info.activity_type,
-        attempt=info.attempt,
-    ):
+    with delivery_log_context():
         if settings.slack_webhook_url is None:
-            raise _failure("no Slack webhook is configured (STEWARD_SLACK_WEBHOOK_URL)", SLACK_MISCONFIGURED,
-                           non_retryable=True)
+            raise delivery_failure("no Slack webhook is configured (STEWARD_SLACK_WEBHOOK_URL)", SLACK_MISCONFIGURED,
+                                   non_retryable=True)
         body = as_slack(request.notice, links_for(request.notice, RECIPIENT))
         try:
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client:
                 response = await client.post(settings.slack_webhook_url.get_secret_value(), json=body)
         except httpx.TimeoutException:
-            error = _failure("Slack timed out", SLACK_UNAVAILABLE)
+            error = delivery_failure("Slack timed out", SLACK_UNAVAILABLE)
         except httpx.HTTPError:
-            error = _failure("Slack is unreachable", SLACK_UNAVAILABLE)
+            error = delivery_failure("Slack is unreachable", SLACK_UNAVAILABLE)
         else:
             status = response.status_code
             if 200 <= status < 300:
                 log.info("slack message delivered", status_code=status)
                 return SlackDeliveryResult(delivered=True, status_code=status, attempt=info.attempt)
             if status == 429:
-                error = _failure("Slack is rate limiting (429)", SLACK_RATE_LIMITED,
-                                 next_retry_delay=retry_after(response.headers))
+                error = delivery_failure("Slack is rate limiting (429)", SLACK_RATE_LIMITED,
+                                         next_retry_delay=retry_after(response.headers))
             elif status == 408 or status >= 500:
-                error = _failure(f"Slack failed ({status})", SLACK_UNAVAILABLE)
+                error = delivery_failure(f"Slack failed ({status})", SLACK_UNAVAILABLE)
             else:
-                error = _failure(f"Slack rejected the message ({status})", SLACK_REJECTED, non_retryable=True)
+                error = delivery_failure(f"Slack rejected the message ({status})", SLACK_REJECTED, non_retryable=True)
         log.warning("slack message not delivered", error_type=error.type, reason=error.message)
         raise error

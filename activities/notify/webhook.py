@@ -26,17 +26,17 @@ import ipaddress
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-import structlog
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm.providers.openai_compatible import retry_after
+from activities.notify.delivery import delivery_failure, delivery_log_context
 from steward import runtime
 from steward.logs import get_logger
 
@@ -128,12 +128,9 @@ def payload(request: WebhookDeliveryRequest, now: datetime) -> bytes:
 
 
 def _failure(message: str, error_type: str, host: str | None, *, non_retryable: bool = False,
-             next_retry_delay: Any = None) -> ApplicationError:
-    # Details carry what the workflow cannot know itself: the platform target's host, and how
-    # many attempts were made (ActivityError does not say).
-    details = {"target_host": host, "attempt": activity.info().attempt}
-    return ApplicationError(message, details, type=error_type, non_retryable=non_retryable,
-                            next_retry_delay=next_retry_delay)
+             next_retry_delay: timedelta | None = None) -> ApplicationError:
+    return delivery_failure(message, error_type, non_retryable=non_retryable, next_retry_delay=next_retry_delay,
+                            target_host=host)
 
 
 def _forbidden_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -230,10 +227,7 @@ async def deliver_webhook(request: WebhookDeliveryRequest) -> WebhookDeliveryRes
     target = request.target
     url = settings.notify_webhook_url if target.kind == "platform" else target.url
     host = target_host(url)
-    with structlog.contextvars.bound_contextvars(
-        workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity_type=info.activity_type,
-        attempt=info.attempt, target_kind=target.kind, target_host=host,
-    ):
+    with delivery_log_context(target_kind=target.kind, target_host=host):
         if not url:
             if target.kind == "platform":
                 log.info("webhook skipped: no platform webhook configured")
