@@ -9,6 +9,7 @@ import pytest
 from temporalio.client import Client
 
 from tests.conftest import TEST_DATA_CONVERTER
+from tests.incident_fixtures import payload
 from tests.support import free_port, serve_api
 
 
@@ -28,6 +29,16 @@ async def test_routes_answer_503_with_retry_after_when_temporal_is_down(api_with
         response = await api_without_temporal.request(method, path, json=body, headers=auth())
         assert response.status_code == 503, (path, response.text)
         assert response.headers["retry-after"] == "5"
+        assert response.json()["error"]["code"] == "temporal_unavailable"
+
+
+async def test_alertmanager_is_told_to_retry_only_when_temporal_is_down(api_without_temporal, auth):
+    # Alertmanager retries a notification on 5xx alone, so a 503 here is what keeps an alert from
+    # being lost while Temporal is away; and it is the only 5xx the hook answers.
+    for name in ("firing", "resolved"):
+        response = await api_without_temporal.post("/v1/hooks/alertmanager", json=payload(name, "g-down"),
+                                                   headers=auth(roles=("operator",)))
+        assert response.status_code == 503, (name, response.text)
         assert response.json()["error"]["code"] == "temporal_unavailable"
 
 
