@@ -1,11 +1,17 @@
-"""`steward bench` end to end on a few runs: a Steward of its own, three paths. No timing asserts."""
+"""`steward bench` end to end on a few runs (a Steward of its own, three paths), and what the report
+bench renders. No timing asserts."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import pytest
+from pypdf import PdfReader
+
+from activities.reports.fonts import prepared_fonts
+from steward.cli import report_bench
 
 from steward.cli.bench import (
     BenchSetupError,
@@ -61,3 +67,15 @@ def test_runs_are_split_into_rounds_without_losing_any() -> None:
 def test_process_figures_come_from_proc_for_a_process_and_its_children() -> None:
     assert process_tree(os.getpid())[0] == os.getpid()
     assert rss_mib([os.getpid()]) > 1
+
+
+def test_the_report_bench_measures_real_reports_of_both_workflows(settings) -> None:
+    fonts = prepared_fonts(settings.font_cache_dir)
+    measured = report_bench.cases()
+
+    assert {artifact for _, _, artifact, _ in measured} == {"compliance-report.pdf", "postmortem.pdf"}
+    for label, _, _, render in measured:
+        reader = PdfReader(io.BytesIO(render(fonts)))
+        assert reader.pages, label
+        text = reader.pages[0].extract_text()
+        assert "Postmortem" in text if "postmortem" in label else "Compliance" in text, label
