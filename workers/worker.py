@@ -38,12 +38,15 @@ log = get_logger(__name__)
 # code a workflow's author writes. tests/test_layers.py keeps this list and workflows/ in step.
 WORKFLOW_BUILDING_BLOCKS = (
     "workflows.approvals", "workflows.artifacts", "workflows.catalog", "workflows.cpu_steps",
-    "workflows.ladder", "workflows.llm_steps", "workflows.notifications", "workflows.spec", "workflows.stage",
+    "workflows.ladder", "workflows.llm_steps", "workflows.notifications", "workflows.saga", "workflows.spec",
+    "workflows.stage",
 )
 # Re-importing these per workflow run inside the sandbox is slow and buys nothing: they hold no
 # state a workflow could use to become non-deterministic.
 SANDBOX_PASSTHROUGH_MODULES = (
     "pydantic", "pydantic_core", "openai", "structlog", "steward", *WORKFLOW_BUILDING_BLOCKS,
+    # pydantic's EmailStr imports these on first use, which inside the sandbox is mid-workflow.
+    "email_validator", "idna",
 )
 
 
