@@ -23,6 +23,8 @@ _QUIET_LOGGERS = {
     "uvicorn.error": logging.WARNING,
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
+    # Stripe's library logs each request's URL at info; a customer lookup's URL holds an e-mail address.
+    "stripe": logging.WARNING,
 }
 _APPLICATION_LOGGERS = ("temporalio.workflow", "temporalio.activity")
 

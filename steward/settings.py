@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
@@ -37,6 +37,10 @@ DEFAULT_LLM_PRICES = {
     "gpt-4o": ModelPrice(input_per_million_usd=2.50, output_per_million_usd=10.00),
     "gpt-4.1-mini": ModelPrice(input_per_million_usd=0.40, output_per_million_usd=1.60),
 }
+# Steward's plans (customer-onboarding's `plan`) and the billing plan each subscribes to; a company
+# maps them to its own Stripe plans or prices with STEWARD_BILLING_PLANS.
+PLANS = ("starter", "team", "business", "enterprise")
+DEFAULT_BILLING_PLANS = {plan: f"steward-{plan}" for plan in PLANS}
 # Countries under comprehensive sanctions programmes; a compliance team sets its own list.
 DEFAULT_SANCTIONED_COUNTRIES = ["CU", "IR", "KP", "SY"]
 # Jurisdictions under a call for action or increased monitoring; again a team's own list in practice.
@@ -133,12 +137,20 @@ class Settings(BaseSettings):
     # Slack (or Mattermost) incoming webhook: its URL is the credential, so it is a secret.
     slack_webhook_url: SecretStr | None = Field(None, description="Incoming webhook URL for the slack channel.")
     # E-mail over SMTP.
-    smtp_host: str | None = Field(None, description="SMTP relay for the email channel; unset: no email.")
+    smtp_host: str | None = Field(
+        None, description="SMTP relay for the email channel; unset: e-mail goes to a Maildir under the data dir.")
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_security: Literal["starttls", "tls", "none"] = Field(
         "starttls", description="starttls (submission, 587), tls (implicit TLS, 465), or none (a local relay)."
     )
     smtp_from: str = Field("steward@localhost", description="The From address of every e-mail.")
+
+    @field_validator("smtp_security", mode="before")
+    @classmethod
+    def _none_is_a_security_mode(cls, value: object) -> object:
+        # env_parse_none_str turns STEWARD_SMTP_SECURITY=none into None before this field sees it.
+        return "none" if value is None else value
+
     smtp_username: str | None = None
     smtp_password_file: Path | None = Field(None, description="A file (mode 0600) holding the SMTP password.")
     smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the relay with, instead of the system's.")
@@ -148,6 +160,28 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="The API's address as people reach it, for links in pages and e-mails; the API's own when unset."
     )
+
+    # --- Connectors: the systems customer onboarding provisions (docs/connectors.md) ---
+    # auto: the remote implementation when its address is configured, else the embedded one (one
+    # SQLite database under the data dir), so `make up` onboards customers with no outside system.
+    crm_connector: Literal["auto", "embedded", "http"] = "auto"
+    crm_url: str | None = Field(None, description="Base URL of the CRM's JSON-over-HTTP API.")
+    crm_token: SecretStr | None = Field(None, description="Bearer token for the CRM.")
+    crm_token_file: Path | None = Field(None, description="A file (mode 0600) holding the CRM token.")
+    identity_connector: Literal["auto", "embedded", "scim"] = "auto"
+    scim_url: str | None = Field(None, description="SCIM 2.0 base URL of the identity system (…/scim/v2).")
+    scim_token: SecretStr | None = Field(None, description="Bearer token for the SCIM API.")
+    scim_token_file: Path | None = Field(None, description="A file (mode 0600) holding the SCIM token.")
+    billing_connector: Literal["auto", "embedded", "stripe"] = "auto"
+    stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (sk_...).")
+    stripe_api_key_file: Path | None = Field(None, description="A file (mode 0600) holding the Stripe key.")
+    stripe_api_base: str = Field("https://api.stripe.com", description="Stripe's API address (a test server's in tests).")
+    billing_plans: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_BILLING_PLANS),
+        description="Steward plan name → the billing system's plan (or price) id, JSON.",
+    )
+    billing_trial_days: int = Field(14, ge=1, le=730, description="Every subscription starts with this trial.")
+    connector_timeout_s: float = Field(20.0, gt=0, description="Timeout of one request to a connector's system.")
 
     @property
     def link_base_url(self) -> str:
@@ -210,15 +244,57 @@ class Settings(BaseSettings):
         return "openai" if configured else "offline"
 
     def llm_api_key_value(self) -> str | None:
-        if self.llm_api_key_file is not None:
-            return read_secret_file(self.llm_api_key_file)
-        return self.llm_api_key.get_secret_value() if self.llm_api_key else None
+        return _secret(self.llm_api_key, self.llm_api_key_file)
+
+    @property
+    def crm_connector_in_use(self) -> Literal["embedded", "http"]:
+        if self.crm_connector != "auto":
+            return self.crm_connector
+        return "http" if self.crm_url else "embedded"
+
+    @property
+    def identity_connector_in_use(self) -> Literal["embedded", "scim"]:
+        if self.identity_connector != "auto":
+            return self.identity_connector
+        return "scim" if self.scim_url else "embedded"
+
+    @property
+    def billing_connector_in_use(self) -> Literal["embedded", "stripe"]:
+        if self.billing_connector != "auto":
+            return self.billing_connector
+        return "stripe" if self.stripe_api_key or self.stripe_api_key_file else "embedded"
+
+    def crm_token_value(self) -> str | None:
+        return _secret(self.crm_token, self.crm_token_file)
+
+    def scim_token_value(self) -> str | None:
+        return _secret(self.scim_token, self.scim_token_file)
+
+    def stripe_api_key_value(self) -> str | None:
+        return _secret(self.stripe_api_key, self.stripe_api_key_file)
+
+    @property
+    def connectors_db_path(self) -> Path:
+        """The embedded connectors' database: accounts, users and subscriptions."""
+        return self.data_dir / "connectors.db"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where e-mail goes when no SMTP relay is configured: a Maildir a new user can open."""
+        return self.data_dir / "mail"
 
     def jwt_signing_secret(self) -> str:
         """The HS256 secret: STEWARD_JWT_SECRET, else the data dir's file, created on first use."""
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         return read_or_create_secret_file(self.data_dir / JWT_SECRET_FILE)
+
+
+def _secret(value: SecretStr | None, file: Path | None) -> str | None:
+    """A secret from its file (mode 0600) when one is named, else from the environment."""
+    if file is not None:
+        return read_secret_file(file)
+    return value.get_secret_value() if value is not None else None
 
 
 def webhook_secret() -> str:
