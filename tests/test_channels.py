@@ -5,6 +5,7 @@ to the next one, through a real worker."""
 from __future__ import annotations
 
 import json
+import mailbox
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,15 +141,21 @@ async def test_a_refused_recipient_fails_typed(local_part, reply, error_type, no
     assert server.mailbox.messages == []
 
 
-async def test_without_a_relay_email_fails_at_once_and_an_unreachable_one_is_retried(use_settings):
-    use_settings(smtp_host=None)
-    with pytest.raises(ApplicationError) as unconfigured:
-        await ActivityEnvironment().run(deliver_email, email_request())
+async def test_without_a_relay_email_lands_in_the_maildir_under_the_data_dir(use_settings, tmp_path):
+    use_settings(smtp_host=None, data_dir=tmp_path)
+    result = await ActivityEnvironment().run(deliver_email, email_request(to="oncall@example.com"))
+
+    assert (result.delivered, result.transport) == (True, "maildir")
+    (message,) = mailbox.Maildir(tmp_path / "mail", create=False)
+    assert message["To"] == "oncall@example.com" and message["Subject"] == NOTICE.title
+    assert (tmp_path / "mail").stat().st_mode & 0o777 == 0o700
+
+
+async def test_an_unreachable_relay_is_retried(use_settings):
     use_settings(smtp_host="127.0.0.1", smtp_port=1, smtp_security="none", smtp_timeout_s=5)
     with pytest.raises(ApplicationError) as unreachable:
         await ActivityEnvironment().run(deliver_email, email_request())
 
-    assert (unconfigured.value.type, unconfigured.value.non_retryable) == ("EmailMisconfigured", True)
     assert (unreachable.value.type, unreachable.value.non_retryable) == ("EmailUnavailable", False)
 
 
@@ -217,13 +224,16 @@ async def test_a_channel_that_fails_falls_through_to_the_next_and_every_try_is_r
 
 
 async def test_when_every_channel_fails_the_run_still_completes_with_the_failures_recorded(use_settings, http, auth):
-    use_settings(slack_webhook_url=None, smtp_host=None)
-    targets = [{"channel": "slack"}, {"channel": "email", "to": "a@example.com"}, {"channel": "webhook"}]
-    started = await http.post("/v1/workflows/test-channels/runs", json={"input": {"targets": targets}}, headers=auth())
-    run = await wait_for_run(http, started.json()["id"], auth())
+    with smtp_server() as server:
+        server.mailbox.refuse["gone"] = "550 5.1.1 no such user"
+        use_settings(slack_webhook_url=None, smtp_host="127.0.0.1", smtp_port=server.port, smtp_security="none")
+        targets = [{"channel": "slack"}, {"channel": "email", "to": "gone@example.com"}, {"channel": "webhook"}]
+        started = await http.post("/v1/workflows/test-channels/runs", json={"input": {"targets": targets}},
+                                  headers=auth())
+        run = await wait_for_run(http, started.json()["id"], auth())
 
     assert run["status"] == "completed"
     records = run["result"]["records"]
     assert [(r["channel"], r["delivered"]) for r in records] == [("slack", False), ("email", False), ("webhook", False)]
-    assert [r["error_type"] for r in records[:2]] == ["SlackMisconfigured", "EmailMisconfigured"]
+    assert [r["error_type"] for r in records[:2]] == ["SlackMisconfigured", "EmailRejected"]
     assert records[2]["skipped"]

@@ -142,3 +142,26 @@ async def test_approvals_commands_list_and_decide_through_the_api(capsys, api_ur
     assert json.loads(out)["outcome"] == "approved" and json.loads(out)["comment"] == "checked"
     code, _, err = await cli(capsys, "approvals", "decide", run_id, "approve", *common)
     assert code == 2 and "409" in err
+
+
+async def test_mail_command_prints_the_maildir_messages_as_a_person_reads_them(tmp_path):
+    import os
+    from datetime import UTC, datetime
+
+    from activities.notify.email import EmailDeliveryRequest, compose, send
+    from activities.notify.message import Link, Notice
+    from steward.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    link = "http://127.0.0.1:8000/activate/" + "x" * 120  # long enough to be folded in the file
+    notice = Notice(title="Welcome", lines=["Activate with the link."], links=[Link(label="Activate", url=link)])
+    message = compose(EmailDeliveryRequest(message_id="m-1", to="hanna@example.com", notice=notice,
+                                           occurred_at=datetime.now(UTC)), settings.smtp_from)
+    assert await send(message, settings) == "maildir"
+
+    env = {**os.environ, "STEWARD_DATA_DIR": str(tmp_path)}
+    result = run_cli("mail", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "To: hanna@example.com" in result.stdout and "Subject: Welcome" in result.stdout
+    assert f"Activate: {link}" in result.stdout  # unfolded: copied from here, the link works
+    assert run_cli("mail", "--last", "0", env=env).returncode == 2

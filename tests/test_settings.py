@@ -68,3 +68,8 @@ def test_envconfig_profile_file_selects_a_cloud_namespace_with_api_key(monkeypat
     assert options["namespace"] == "acme.a1b2c"
     assert options["api_key"] == "k-123"
     assert options["tls"] is True
+
+
+def test_smtp_security_none_can_be_set_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("STEWARD_SMTP_SECURITY", "none")
+    assert Settings(data_dir=tmp_path).smtp_security == "none"

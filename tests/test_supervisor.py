@@ -47,6 +47,7 @@ def steward_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 class Steward:
     process: asyncio.subprocess.Process
     log_path: Path
+    banner_path: Path  # stderr: the banner for the person at the terminal
     api_url: str
 
     def events(self) -> list[dict]:
@@ -64,13 +65,13 @@ class Steward:
 @asynccontextmanager
 async def running_steward(tmp_path: Path, **overrides: str) -> AsyncIterator[Steward]:
     env = steward_env(tmp_path, **overrides)
-    log_path = tmp_path / "stdout.jsonl"
-    with log_path.open("w") as log_file:
+    log_path, banner_path = tmp_path / "stdout.jsonl", tmp_path / "stderr.txt"
+    with log_path.open("w") as log_file, banner_path.open("w") as banner_file:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "steward", "up", env=env, stdout=log_file, stderr=subprocess.DEVNULL,
+            sys.executable, "-m", "steward", "up", env=env, stdout=log_file, stderr=banner_file,
             start_new_session=True,
         )
-    steward = Steward(process, log_path, f"http://127.0.0.1:{env['STEWARD_API_PORT']}")
+    steward = Steward(process, log_path, banner_path, f"http://127.0.0.1:{env['STEWARD_API_PORT']}")
     try:
         async with httpx.AsyncClient(base_url=steward.api_url, timeout=5) as http:
             await eventually(lambda: _ready(http), "steward up to answer /readyz", deadline_s=120)
@@ -113,6 +114,8 @@ async def test_up_serves_runs_and_sigint_stops_every_child(tmp_path):
             started = await http.post("/v1/workflows/document-fingerprint/runs", json={"input": docs}, headers=headers())
             run = await wait_for_run(http, started.json()["id"], headers())
             assert run["status"] == "completed"
+        # Without an SMTP relay e-mail goes to a Maildir, and the banner says where.
+        assert f"Maildir {tmp_path / 'data' / 'mail'}" in steward.banner_path.read_text()
         pids = {name: steward.child_pids(name) for name in ("temporal", "worker", "api")}
         assert all(len(p) == 1 for p in pids.values()), pids
         (pool,) = await eventually(lambda: _logged_pool(steward), "the worker's CPU pool to start")

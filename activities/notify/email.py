@@ -1,4 +1,9 @@
-"""The `deliver-email` activity: one e-mail per attempt, over SMTP (STEWARD_SMTP_*).
+"""The `deliver-email` activity: one e-mail per attempt, over SMTP (STEWARD_SMTP_*); `send` for
+activities that compose their own message (the welcome e-mail's one-time activation link).
+
+Without STEWARD_SMTP_HOST, e-mail goes to a Maildir under the data dir (`<data dir>/mail`, named
+in `steward up`'s banner): a new user sees every message with any mail reader, and nothing is
+lost. A production deployment sets an SMTP relay.
 
 STARTTLS (submission, port 587), implicit TLS (port 465) or a plain local relay; a username and a
 password from a file of mode 0600 when the relay wants them; the relay's certificate checked
@@ -14,26 +19,32 @@ never the address.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import mailbox
 import ssl
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
+from typing import Literal
 
 import aiosmtplib
 from pydantic import BaseModel, Field
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.notify.delivery import delivery_failure, delivery_log_context
 from activities.notify.message import Notice, as_html, as_text, links_for
 from steward import runtime
 from steward.logs import get_logger
+from steward.settings import Settings
 
 log = get_logger(__name__)
 
 EMAIL_UNAVAILABLE = "EmailUnavailable"  # retryable: unreachable, timed out, 4xx
 EMAIL_REJECTED = "EmailRejected"  # non-retryable: the relay refused the message or the recipient (5xx)
-EMAIL_MISCONFIGURED = "EmailMisconfigured"  # non-retryable: no relay, a refused login, a bad certificate
+EMAIL_MISCONFIGURED = "EmailMisconfigured"  # non-retryable: a refused login, a bad certificate
 NON_RETRYABLE = (EMAIL_REJECTED, EMAIL_MISCONFIGURED)
 
 
@@ -47,6 +58,7 @@ class EmailDeliveryRequest(BaseModel):
 class EmailDeliveryResult(BaseModel):
     delivered: bool
     attempt: int
+    transport: Literal["smtp", "maildir"] = "smtp"
 
 
 def message_id_header(message_id: str, domain: str) -> str:
@@ -74,45 +86,65 @@ def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
+Transport = Literal["smtp", "maildir"]
+
+
+async def send(message: EmailMessage, settings: Settings) -> Transport:
+    """Send `message` over the configured SMTP relay, or without one put it in the Maildir under
+    the data dir (`settings.mail_dir`). Failures are typed ApplicationErrors (see the types above);
+    call it inside an activity."""
+    if not settings.smtp_host:
+        await asyncio.to_thread(_to_maildir, message, settings.mail_dir)
+        return "maildir"
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            use_tls=settings.smtp_security == "tls",
+            start_tls=settings.smtp_security == "starttls",
+            tls_context=_tls_context(str(settings.smtp_ca_file) if settings.smtp_ca_file else None),
+            username=settings.smtp_username,
+            password=settings.smtp_password() if settings.smtp_username else None,
+            timeout=settings.smtp_timeout_s,
+        )
+    except aiosmtplib.SMTPAuthenticationError:
+        raise delivery_failure("the SMTP relay refused the login", EMAIL_MISCONFIGURED, non_retryable=True) from None
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = sorted({r.code for r in exc.recipients})
+        transient = all(400 <= code < 500 for code in codes)
+        kind = EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED
+        raise delivery_failure(f"the SMTP relay refused the recipient ({', '.join(map(str, codes))})", kind,
+                               non_retryable=not transient) from None
+    except aiosmtplib.SMTPResponseException as exc:
+        transient = 400 <= exc.code < 500
+        kind = EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED
+        raise delivery_failure(f"the SMTP relay answered {exc.code}", kind, non_retryable=not transient) from None
+    except ssl.SSLCertVerificationError:
+        raise delivery_failure("the SMTP relay's certificate did not verify", EMAIL_MISCONFIGURED,
+                               non_retryable=True) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        raise delivery_failure("the SMTP relay is unreachable", EMAIL_UNAVAILABLE) from None
+    return "smtp"
+
+
+def _to_maildir(message: EmailMessage, root: Path) -> None:
+    # Private like the rest of the data dir: these are real messages to real addresses.
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for sub in ("tmp", "new", "cur"):
+        (root / sub).mkdir(exist_ok=True, mode=0o700)
+    mailbox.Maildir(root, create=False).add(message)
+
+
 @activity.defn(name="deliver-email")
 async def deliver_email(request: EmailDeliveryRequest) -> EmailDeliveryResult:
     info = activity.info()
     settings = runtime.settings()
     with delivery_log_context(recipient_domain=_domain(request.to)):
-        if not settings.smtp_host:
-            raise delivery_failure("no SMTP relay is configured (STEWARD_SMTP_HOST)", EMAIL_MISCONFIGURED,
-                                   non_retryable=True)
-        message = compose(request, settings.smtp_from)
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                use_tls=settings.smtp_security == "tls",
-                start_tls=settings.smtp_security == "starttls",
-                tls_context=_tls_context(str(settings.smtp_ca_file) if settings.smtp_ca_file else None),
-                username=settings.smtp_username,
-                password=settings.smtp_password() if settings.smtp_username else None,
-                timeout=settings.smtp_timeout_s,
-            )
-        except aiosmtplib.SMTPAuthenticationError:
-            error = delivery_failure("the SMTP relay refused the login", EMAIL_MISCONFIGURED, non_retryable=True)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = sorted({r.code for r in exc.recipients})
-            transient = all(400 <= code < 500 for code in codes)
-            error = delivery_failure(f"the SMTP relay refused the recipient ({', '.join(map(str, codes))})",
-                                     EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED, non_retryable=not transient)
-        except aiosmtplib.SMTPResponseException as exc:
-            transient = 400 <= exc.code < 500
-            error = delivery_failure(f"the SMTP relay answered {exc.code}",
-                                     EMAIL_UNAVAILABLE if transient else EMAIL_REJECTED, non_retryable=not transient)
-        except ssl.SSLCertVerificationError:
-            error = delivery_failure("the SMTP relay's certificate did not verify", EMAIL_MISCONFIGURED,
-                                     non_retryable=True)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            error = delivery_failure("the SMTP relay is unreachable", EMAIL_UNAVAILABLE)
-        else:
-            log.info("email delivered")
-            return EmailDeliveryResult(delivered=True, attempt=info.attempt)
-        log.warning("email not delivered", error_type=error.type, reason=error.message)
-        raise error
+            transport = await send(compose(request, settings.smtp_from), settings)
+        except ApplicationError as error:
+            log.warning("email not delivered", error_type=error.type, reason=error.message)
+            raise
+        log.info("email delivered", transport=transport)
+        return EmailDeliveryResult(delivered=True, attempt=info.attempt, transport=transport)

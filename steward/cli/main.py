@@ -80,6 +80,8 @@ def _print_banner(settings, show_tokens: bool) -> None:
         f"  Temporal UI:  {settings.ui_url or '(external Temporal: ' + settings.temporal_address + ')'}",
         f"  Inbox:        {settings.api_url}/inbox  (approvers)",
         f"  Codec:        {settings.api_url}/codec  (operators: sign in to see decrypted payloads in the UI)",
+        # Welcome e-mails (activation links) and e-mail pages land here until a relay is set.
+        f"  E-mail:       {_email_destination(settings)}",
     ]
     if show_tokens:
         lines.append(f"  Dev tokens (tenant {settings.dev_tenant}, valid {DEV_TOKEN_TTL}); paste one as")
@@ -88,6 +90,12 @@ def _print_banner(settings, show_tokens: bool) -> None:
     lines += ["  Stop with Ctrl-C.", ""]
     # The banner is for the person at the terminal; stdout carries the JSON log stream.
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _email_destination(settings) -> str:
+    if settings.smtp_host:
+        return f"SMTP relay {settings.smtp_host}:{settings.smtp_port}"
+    return f"Maildir {settings.mail_dir}  (no SMTP relay set: STEWARD_SMTP_HOST)"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -219,6 +227,27 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> int:
     except ApiKeyError as exc:
         raise CliError(str(exc)) from None
     print(f"revoked API key {record.name!r} (id {record.id})", file=sys.stderr)
+    return 0
+
+
+def cmd_mail(args: argparse.Namespace) -> int:
+    """The Maildir e-mail goes to without an SMTP relay, newest last, as a person reads it."""
+    import email
+    import email.policy
+
+    if args.last < 1:
+        raise CliError("--last must be at least 1")
+    settings = _settings(args)
+    paths = sorted((p for folder in ("new", "cur") for p in (settings.mail_dir / folder).glob("*") if p.is_file()),
+                   key=lambda path: path.stat().st_mtime)
+    if not paths:
+        print(f"No e-mail in {settings.mail_dir}.", file=sys.stderr)
+        return 0
+    for path in paths[-args.last:]:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(("plain",))
+        print(f"From: {message['From']}\nTo: {message['To']}\nDate: {message['Date']}\n"
+              f"Subject: {message['Subject']}\n\n{body.get_content().strip() if body else '(no text part)'}\n")
     return 0
 
 
@@ -377,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", help="the key's id or name")
     _add_server_flags(p, "--data-dir")
     p.set_defaults(func=cmd_apikey_revoke)
+
+    mail = sub.add_parser("mail", help="print the e-mail in the data dir's Maildir (no SMTP relay set)")
+    mail.add_argument("--last", type=int, default=5, help="how many of the newest messages (default 5)")
+    _add_server_flags(mail, "--data-dir")
+    mail.set_defaults(func=cmd_mail)
 
     sub.add_parser("version", help="print versions").set_defaults(func=cmd_version)
 
