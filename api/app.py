@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,8 +18,9 @@ from api import inbox
 from activities.artifacts.store import FileArtifactStore
 from api.errors import install_error_handlers
 from api.paging import PageTokens
-from api.limits import BodySizeLimit, PrincipalRateLimit, v1_rate_limit
-from api.routes import actions, approvals, artifacts, codec, health, hooks, incidents, runs, workflows
+from api.log_paths import loggable_path
+from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
+from api.routes import actions, activations, approvals, artifacts, codec, health, hooks, incidents, runs, workflows
 from policies import rbac
 from steward import __version__, temporal_client
 from steward.codec import EncryptionCodec, Keyring
@@ -47,7 +48,7 @@ class AccessLog:
             return
         started = time.perf_counter()
         status_code = 500
-        structlog.contextvars.bind_contextvars(method=scope["method"], path=scope["path"])
+        structlog.contextvars.bind_contextvars(method=scope["method"], path=loggable_path(scope["path"]))
 
         async def send_with_status(message: Message) -> None:
             nonlocal status_code
@@ -108,7 +109,11 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)
     app.include_router(inbox.router)
-    app.include_router(actions.router)
+    # Links people follow from a message carry their credential in the URL: counted per address.
+    address_limits = [Depends(AddressRateLimit(settings.rate_limit_per_minute))]
+    app.include_router(actions.router, dependencies=address_limits)
+    app.include_router(activations.router, dependencies=address_limits)
+    app.include_router(activations.pages, dependencies=address_limits)
     app.mount(inbox.STATIC_PATH, StaticFiles(directory=inbox.STATIC_DIR), name="inbox-static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)  # added last, so outermost: refused bodies are logged too

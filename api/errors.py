@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.log_paths import loggable_path
 from steward.logs import get_logger
 
 log = get_logger(__name__)
@@ -118,16 +119,16 @@ def _temporal_unavailable() -> JSONResponse:
 
 async def _rpc_error(request: Request, exc: RPCError) -> JSONResponse:
     if exc.status in _TEMPORAL_DOWN_STATUSES:
-        log.warning("temporal unavailable", path=request.url.path, status=exc.status.name)
+        log.warning("temporal unavailable", path=loggable_path(request.url.path), status=exc.status.name)
         return _temporal_unavailable()
     return await _unexpected(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RuntimeError) and str(exc).startswith(_CONNECT_FAILURE_PREFIX):
-        log.warning("temporal unavailable", path=request.url.path, status="never connected")
+        log.warning("temporal unavailable", path=loggable_path(request.url.path), status="never connected")
         return _temporal_unavailable()
-    log.exception("unhandled error", path=request.url.path, method=request.method)
+    log.exception("unhandled error", path=loggable_path(request.url.path), method=request.method)
     return error_response(500, "internal", "internal error; the request was logged")
 
 

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from fastapi import Depends, params
+from fastapi import Depends, Request, params
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,15 +88,30 @@ class PrincipalRateLimit:
     def check(self, principal: Principal) -> None:
         """Count one request of `principal`; 429 when its budget is spent. For routes that
         establish the caller themselves (the /codec session) rather than through the dependency."""
-        wait = self.limiter.acquire((principal.tenant, principal.sub))
-        if wait:
-            retry_after = max(1, math.ceil(wait))
-            raise ApiError(
-                429, "rate_limited",
-                f"more than {self.limiter.per_minute} requests a minute; retry after {retry_after} s",
-                {"limit_per_minute": self.limiter.per_minute, "retry_after_s": retry_after},
-                headers={"Retry-After": str(retry_after)},
-            )
+        _refuse_when_spent(self.limiter, (principal.tenant, principal.sub))
+
+
+class AddressRateLimit:
+    """The same budget for routes whose caller has no identity of ours (links people follow from a
+    message: the token in the URL is the credential), counted per client address."""
+
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limiter = RateLimiter(per_minute, clock=clock)
+
+    async def __call__(self, request: Request) -> None:
+        _refuse_when_spent(self.limiter, ("address", request.client.host if request.client else "?"))
+
+
+def _refuse_when_spent(limiter: RateLimiter, key: object) -> None:
+    wait = limiter.acquire(key)
+    if wait:
+        retry_after = max(1, math.ceil(wait))
+        raise ApiError(
+            429, "rate_limited",
+            f"more than {limiter.per_minute} requests a minute; retry after {retry_after} s",
+            {"limit_per_minute": limiter.per_minute, "retry_after_s": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def v1_rate_limit(limit: PrincipalRateLimit) -> list[params.Depends]:

@@ -12,6 +12,7 @@ from activities.artifacts.store import ArtifactRef
 from activities.incidents.models import IncidentView
 from activities.llm.models import LlmUsage
 from workflows.approvals import ApprovalState
+from workflows.customer_onboarding import OnboardingView
 
 
 class RunStatus(str, Enum):
@@ -90,6 +91,10 @@ class RunDetail(RunSummary):
     incident: IncidentView | None = Field(
         None, description="incident-response: alerts, hypotheses, pages sent and failed, who acknowledged, the "
                           "remediation decision, the timeline."
+    )
+    onboarding: OnboardingView | None = Field(
+        None, description="customer-onboarding: each step and its state, the compliance review's run and "
+                          "decision, the activation deadline, and on failure why and what was undone."
     )
 
 

@@ -32,6 +32,8 @@ from api.models import RunDetail, RunError, RunLinks, RunStatus, RunSummary
 from steward import search_attributes as sa
 from workflows.approvals import MEMO_KEY as APPROVALS_MEMO_KEY
 from workflows.artifacts import MEMO_KEY as ARTIFACTS_MEMO_KEY
+from workflows.customer_onboarding import MEMO_KEY as ONBOARDING_MEMO_KEY
+from workflows.customer_onboarding import OnboardingView
 from workflows.incident_response import MEMO_KEY as INCIDENT_MEMO_KEY
 from workflows.approvals import ApprovalState
 from workflows.llm_steps import MEMO_KEY as LLM_MEMO_KEY
@@ -151,6 +153,8 @@ async def detail_of(
     detail.notifications = list(memo.get(NOTIFICATIONS_MEMO_KEY) or ())
     if memo.get(INCIDENT_MEMO_KEY) is not None:
         detail.incident = IncidentView.model_validate(memo[INCIDENT_MEMO_KEY])
+    if memo.get(ONBOARDING_MEMO_KEY) is not None:
+        detail.onboarding = OnboardingView.model_validate(memo[ONBOARDING_MEMO_KEY])
     if is_closed(description):
         detail.result, detail.error = outcome or await _outcome(handle)
     return detail

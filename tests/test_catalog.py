@@ -84,7 +84,8 @@ async def test_dropped_in_module_appears_in_catalog_and_runs(client, settings, d
 
 def test_builtin_catalog_lists_the_workflows_and_hides_the_benchmark():
     catalog = discover()
-    assert [s.name for s in catalog.listed()] == ["compliance-documentation", "document-fingerprint", "incident-response"]
+    assert [s.name for s in catalog.listed()] == ["compliance-documentation", "customer-onboarding", "document-fingerprint",
+                                                 "incident-response"]
     assert catalog.get("steward-benchmark").listed is False
 
 

@@ -228,3 +228,14 @@ async def test_page_size_over_100_is_422(http, auth, path):
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "query.page_size"
     assert (await http.get(path, params={"page_size": 100}, headers=headers)).status_code == 200
+
+
+async def test_activation_links_are_limited_per_client_address(limited_api):
+    # No bearer token to count against: a guesser is counted by address, across both routes.
+    async with limited_api(rate_limit_per_minute=3) as http:
+        guesses = [await http.post("/v1/activations/not-a-token"), await http.get("/activate/not-a-token"),
+                   await http.post("/v1/activations/not-a-token")]
+        assert [g.status_code for g in guesses] == [404, 200, 404]
+        refused = await http.post("/v1/activations/not-a-token")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert refused.headers["Retry-After"]

@@ -68,6 +68,8 @@ class ComplianceResult(BaseModel):
     decision: Literal["approved", "rejected"]
     risk_level: Literal["low", "medium", "high"]
     decided_by: str = Field(description='"policy", or the approver\'s sub.')
+    comment: str | None = Field(None, description="The deciding approver's comment.")
+    reason: str | None = Field(None, description='Why policy decided, e.g. "low risk, cleared by policy".')
     reasons: list[str]
     review_reasons: list[str] = Field(default_factory=list)
     report: ReportReference
@@ -163,7 +165,8 @@ class ComplianceDocumentationWorkflow(ApprovalsMixin):
         enter_stage("done", f"Compliance review {decision.decision} ({risk_level} risk) by {decision.decided_by}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ComplianceResult(
-            decision=decision.decision, risk_level=risk_level, decided_by=decision.decided_by, reasons=reasons,
+            decision=decision.decision, risk_level=risk_level, decided_by=decision.decided_by,
+            comment=decision.comment, reason=decision.reason, reasons=reasons,
             review_reasons=review_reasons, report=ReportReference(name=report.name, sha256=report.sha256),
             llm=self.ledger.usage, notifications=notifications,
         )

@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from activities.incidents.models import AckInput, AckRecord, IncidentView
 from api.errors import ApiError
-from api.inbox import STATIC_PATH
+from api.pages import page
 from api.routes.incidents import respond
 from api.run_records import describe_for_tenant
 from steward.action_links import PATH, ActionClaim, InvalidActionLink, verify_action
@@ -29,38 +29,11 @@ from workflows.incident_response import MEMO_KEY as INCIDENT_MEMO_KEY
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
-# Nothing but the page's own stylesheet, and forms that post back here.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-                                "base-uri 'none'"),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the token is in the URL: never send it on
-    "Cache-Control": "no-store",
-}
 LINK_SUB = "action-link"
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    document = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{html.escape(title)} · Steward</title>
-<link rel="stylesheet" href="{STATIC_PATH}/inbox.css">
-</head>
-<body>
-<header class="top"><div class="wrap"><h1>{html.escape(title)} <span class="brand">Steward</span></h1></div></header>
-<main id="main" class="wrap"><section class="panel">{body}</section></main>
-</body>
-</html>
-"""
-    return HTMLResponse(document, status_code=status, headers=SECURITY_HEADERS)
-
-
 def _invalid(reason: str) -> HTMLResponse:
-    return _page("Link not valid", f"<p>{html.escape(reason.capitalize())}.</p>"
+    return page("Link not valid", f"<p>{html.escape(reason.capitalize())}.</p>"
                                    "<p class=\"muted\">Ask for a new page, or respond through the API.</p>", 400)
 
 
@@ -98,12 +71,12 @@ async def show(token: str, request: Request) -> HTMLResponse:
     if incident is None:
         return _invalid("this incident no longer exists")
     if incident.state != "triggered":
-        return _page("Nothing to acknowledge", _facts(incident) + "<p>This incident needs no acknowledgement now.</p>")
+        return page("Nothing to acknowledge", _facts(incident) + "<p>This incident needs no acknowledgement now.</p>")
     form = (f"<form method=\"post\" action=\"{PATH}/{html.escape(token, quote=True)}\">"
             f"<p>Acknowledging stops the paging for everyone and records that "
             f"<strong>{html.escape(claim.recipient)}</strong> is on it.</p>"
             "<div class=\"actions\"><button type=\"submit\" class=\"primary\">Acknowledge</button></div></form>")
-    return _page("Acknowledge the incident", _facts(incident) + form)
+    return page("Acknowledge the incident", _facts(incident) + form)
 
 
 @router.post("/{token}", response_class=HTMLResponse)
@@ -120,6 +93,6 @@ async def act(token: str, request: Request) -> HTMLResponse:
     except ApiError as exc:
         incident = await _incident(request.app.state.client, claim)
         facts = _facts(incident) if incident else ""
-        return _page("Not acknowledged", facts + f"<p>{html.escape(exc.message)}.</p>", 409 if exc.status == 409 else 400)
-    return _page("Acknowledged", f"<p>Thank you: the incident is acknowledged by <strong>{html.escape(record.by)}"
+        return page("Not acknowledged", facts + f"<p>{html.escape(exc.message)}.</p>", 409 if exc.status == 409 else 400)
+    return page("Acknowledged", f"<p>Thank you: the incident is acknowledged by <strong>{html.escape(record.by)}"
                                  f"</strong>, and the paging has stopped.</p>")
