@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
+
+from steward.files import create_once
 
 JWT_SECRET_FILE = "jwt-secret"
 WEBHOOK_SECRET_FILE = "webhook-secret"
@@ -312,19 +313,15 @@ def read_or_create_secret_file(path: Path, make: Callable[[], str] = lambda: sec
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists():
         return read_secret_file(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(make())
-            f.flush()
-            os.fsync(f.fileno())
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as file:
+            file.write(make())
+            file.flush()
+            os.fsync(file.fileno())
         os.chmod(temporary, SECRET_FILE_MODE)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process won the race: its secret is the one
-    finally:
-        os.unlink(temporary)
+
+    create_once(path, write)
     return read_secret_file(path)
 
 

@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 MIN_APPROVAL_TIMEOUT = timedelta(minutes=1)
 MAX_APPROVAL_TIMEOUT = timedelta(days=90)
 
 
-class Applicant(BaseModel):
-    full_name: str = Field(min_length=1, max_length=200)
-    date_of_birth: date
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. DE.")
-    document_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]*$")
-    occupation: str | None = Field(None, max_length=200)
-    annual_income: float | None = Field(None, ge=0)
-    source_of_funds: str | None = Field(None, max_length=500)
-    pep: bool = Field(False, description="Politically exposed person.")
+def _plausible_birth_date(value: date) -> date:
+    if value.year < 1900:
+        raise ValueError("date_of_birth is before 1900")
+    return value
 
-    @field_validator("date_of_birth")
-    @classmethod
-    def plausible_birth_date(cls, value: date) -> date:
-        if value.year < 1900:
-            raise ValueError("date_of_birth is before 1900")
-        return value
+
+# A person's facts as every workflow that reviews one takes them (customer-onboarding's contact too).
+FullName = Annotated[str, Field(min_length=1, max_length=200)]
+BirthDate = Annotated[date, AfterValidator(_plausible_birth_date)]
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. DE.")]
+DocumentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]*$")]
+Occupation = Annotated[str | None, Field(max_length=200)]
+AnnualIncome = Annotated[float | None, Field(ge=0)]
+SourceOfFunds = Annotated[str | None, Field(max_length=500)]
+
+
+class Applicant(BaseModel):
+    full_name: FullName
+    date_of_birth: BirthDate
+    country: CountryCode
+    document_id: DocumentId
+    occupation: Occupation = None
+    annual_income: AnnualIncome = None
+    source_of_funds: SourceOfFunds = None
+    pep: bool = Field(False, description="Politically exposed person.")
 
 
 class ApplicantDocument(BaseModel):

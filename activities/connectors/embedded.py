@@ -24,10 +24,8 @@ version is `PRAGMA user_version`; a file from a newer Steward is refused rather 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import sqlite3
-import tempfile
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from activities.connectors.models import (
     UserRequest,
 )
 from steward.codec import Keyring, KeyringError
+from steward.files import create_once
 from steward.settings import Settings
 
 SYSTEM = "embedded"
@@ -223,20 +222,14 @@ def _create(path: Path) -> None:
     """Make the database whole under a private temporary name, then link it into place: no process
     opens a half-made file, and processes starting at once agree on one (all links but the first fail)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkstemp makes the file 0600, and SQLite gives the -wal and -shm files the database's mode.
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+    def schema(temporary: str) -> None:
+        # create_once's file is 0600, and SQLite gives the -wal and -shm files the database's mode.
         with closing(sqlite3.connect(temporary, isolation_level=None)) as db:
             # Recorded in the file: every later connection uses WAL, so reads never wait on a write.
             db.execute("PRAGMA journal_mode=WAL")
             _migrate(db)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process made it first: its file is the one
-    finally:
-        os.unlink(temporary)
+
+    create_once(path, schema)
 
 
 def _migrate(db: sqlite3.Connection) -> None:

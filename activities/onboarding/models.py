@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
-from activities.compliance.models import ApplicantDocument
+from activities.compliance.models import (
+    AnnualIncome,
+    ApplicantDocument,
+    BirthDate,
+    CountryCode,
+    DocumentId,
+    FullName,
+    Occupation,
+    SourceOfFunds,
+)
 from activities.connectors.models import Plan
 
 MIN_ACTIVATION_TTL = timedelta(hours=1)
@@ -17,29 +26,22 @@ MAX_ACTIVATION_TTL = timedelta(days=30)
 class Customer(BaseModel):
     company_name: str = Field(min_length=1, max_length=200)
     plan: Plan
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. DE.")
+    country: CountryCode
 
 
 class Contact(BaseModel):
     """The person who will use the account: reviewed for compliance, given a user, sent the welcome."""
 
-    full_name: str = Field(min_length=1, max_length=200)
+    full_name: FullName
     email: EmailStr
-    date_of_birth: date
-    document_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/-]*$")
+    date_of_birth: BirthDate
+    document_id: DocumentId
     pep: bool = Field(False, description="Politically exposed person: the compliance review goes to a person.")
     # What the compliance review weighs besides the above; one it lacks makes it less certain, so
     # a contact without them goes to a person (activities/compliance/).
-    occupation: str | None = Field(None, max_length=200)
-    annual_income: float | None = Field(None, ge=0)
-    source_of_funds: str | None = Field(None, max_length=500)
-
-    @field_validator("date_of_birth")
-    @classmethod
-    def plausible_birth_date(cls, value: date) -> date:
-        if value.year < 1900:
-            raise ValueError("date_of_birth is before 1900")
-        return value
+    occupation: Occupation = None
+    annual_income: AnnualIncome = None
+    source_of_funds: SourceOfFunds = None
 
 
 class OnboardingInput(BaseModel):
