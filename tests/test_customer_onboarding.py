@@ -4,6 +4,8 @@ servers (tests/crm_server.py, scim_server.py, stripe_server.py, smtp.py) or the 
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import re
 import sqlite3
 import uuid
@@ -407,3 +409,29 @@ async def test_every_invalid_activation_token_gets_the_same_404(http, auth, gate
     assert len({a.text for a in answers}) == 1
     assert answers[0].json()["error"]["code"] == "not_found"
     await http.post(f"/v1/runs/{other}/cancel", headers=auth())
+
+
+async def test_an_unused_link_expires_the_onboarding_is_undone_and_the_link_is_dead(skipping_env, skipping_api, auth,
+                                                                                   settings):
+    body = {**onboarding_input(), "activation_ttl": "PT2H"}
+    run_id = await start(skipping_api, auth, body)
+    await onboarding_in(skipping_api, auth, run_id, "waiting_for_activation")
+    token = maildir_token(settings.mail_dir, body["contact"]["email"])  # no relay in the session settings
+
+    await skipping_env.sleep(timedelta(hours=2, minutes=1))
+    run = await wait_for_run(skipping_api, run_id, auth())
+    assert run["status"] == "failed" and run["error"]["type"] == "ActivationExpired"
+    view = run["onboarding"]
+    assert view["reason"] == "the activation link expired unused after 2 hours"
+    assert [c["step"] for c in view["compensations"]] == ["billing subscription", "identity user", "CRM account"]
+    assert (await skipping_api.post(f"/v1/activations/{token}")).status_code == 404
+
+
+def maildir_token(mail_dir: Path, to: str) -> str:
+    for path in (mail_dir / "new").iterdir():
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["To"] == to:
+            (token,) = TOKEN_IN_LINK.findall(message.get_body(("plain",)).get_content())
+            watch("an activation token", token)
+            return token
+    raise AssertionError(f"no e-mail to {to} in {mail_dir}")
