@@ -15,12 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import inbox
+from activities.artifacts.objects import FileObjectStore
 from activities.artifacts.store import FileArtifactStore
+from activities.audit.log import AuditLog
 from api.errors import install_error_handlers
 from api.paging import PageTokens
 from api.log_paths import loggable_path
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
-from api.routes import actions, activations, approvals, artifacts, codec, health, hooks, incidents, runs, workflows
+from api.routes import actions, activations, approvals, artifacts, audit, codec, health, hooks, incidents, runs, workflows
 from policies import rbac
 from steward import __version__, temporal_client
 from steward.codec import EncryptionCodec, Keyring
@@ -81,6 +83,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         # One keyring for the API's artifact reads and its /codec endpoint, read once.
         keyring = Keyring.from_settings(settings)
         app.state.artifacts = FileArtifactStore(settings.artifacts_dir, keyring)
+        app.state.audit = AuditLog(FileObjectStore(settings.audit_dir))  # read only: workers write it
         app.state.codec = EncryptionCodec(keyring)
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)
@@ -105,6 +108,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(runs.router, dependencies=v1_limits)
     app.include_router(approvals.router, dependencies=v1_limits)
     app.include_router(artifacts.router, dependencies=v1_limits)
+    app.include_router(audit.router, dependencies=v1_limits)
     app.include_router(incidents.router, dependencies=v1_limits)
     app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from activities.artifacts.store import ArtifactStore
+from activities.audit.log import AuditLog
 from api.errors import ApiError
 from api.paging import PageTokens
 from policies import rbac
@@ -54,8 +55,13 @@ async def get_artifacts(request: Request) -> ArtifactStore:
     return request.app.state.artifacts
 
 
+async def get_audit(request: Request) -> AuditLog:
+    return request.app.state.audit
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
+AuditDep = Annotated[AuditLog, Depends(get_audit)]
 PageTokensDep = Annotated[PageTokens, Depends(get_page_tokens)]
 ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]

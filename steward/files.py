@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def create_once(path: Path, fill: Callable[[str], None]) -> None:
+def create_once(path: Path, fill: Callable[[str], None]) -> bool:
     """Create `path` unless it exists: `fill(temporary)` writes it completely under a private
     name beside it (mkstemp: mode 0600), and a hard link puts it in place. The link fails when
     `path` exists, so processes starting at once agree on one file, and nobody ever opens a file
-    another process has created but not yet written."""
+    another process has created but not yet written. True when this call's file is the one."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
@@ -20,6 +20,7 @@ def create_once(path: Path, fill: Callable[[str], None]) -> None:
         try:
             os.link(temporary, path)
         except FileExistsError:
-            pass  # another process made it first: its file is the one
+            return False  # another process made it first: its file is the one
+        return True
     finally:
         os.unlink(temporary)

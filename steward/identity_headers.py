@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from temporalio import client, workflow
@@ -123,6 +123,11 @@ def _verifying_inbound(key: bytes) -> type[WorkflowInboundInterceptor]:
                 _verified.reset(token)
 
     return _Inbound
+
+
+def principal_from_headers(headers: Mapping[str, Payload]) -> Principal | None:
+    """Who sent an accepted update, from its identity header (already verified by the validator)."""
+    return principal_of(_decode(headers.get(HEADER)))
 
 
 def _decode(payload: Payload | None) -> Any:

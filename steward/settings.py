@@ -23,6 +23,7 @@ from steward.files import create_once
 
 JWT_SECRET_FILE = "jwt-secret"
 WEBHOOK_SECRET_FILE = "webhook-secret"
+AUDIT_SIGNING_KEY_FILE = "audit-signing-key"
 # A secret file readable by anyone else on the machine is no secret.
 SECRET_FILE_MODE = 0o600
 
@@ -225,6 +226,15 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def audit_dir(self) -> Path:
+        """The audit log: per tenant, hash-chained entries and signed chain heads (activities/audit/)."""
+        return self.data_dir / "audit"
+
+    @property
+    def audit_signing_key_path(self) -> Path:
+        return self.data_dir / AUDIT_SIGNING_KEY_FILE
 
     @property
     def font_cache_dir(self) -> Path:

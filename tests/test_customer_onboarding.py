@@ -160,6 +160,12 @@ async def test_onboarding_provisions_everything_and_the_link_activates_once(http
     assert token not in history and token_digest(token) in history
     assert [line for line in log_lines.lines if token in line] == []
 
+    # The audit log names who activated (the link) and keeps the run's record, without the token.
+    audit = (await http.get(f"/v1/runs/{run_id}/audit", headers=auth(sub="ada", roles=("auditor",)))).json()
+    (activated,) = [e for e in audit["entries"] if e["kind"] == "update.accepted"]
+    assert (activated["data"]["update"], activated["data"]["by"]) == ("steward.activate", "activation-link")
+    assert token not in str(audit)
+
 
 async def test_rejected_review_undoes_the_crm_account_and_nothing_else_is_made(http, auth, systems):
     run_id = await start(http, auth, onboarding_input(pep=True))

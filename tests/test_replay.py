@@ -23,6 +23,7 @@ from workflows.document_fingerprint import DocumentFingerprintInput, DocumentFin
 # servers, HTTP clients) must come through unsandboxed.
 with workflow.unsafe.imports_passed_through():
     from tests.conftest import TEST_DATA_CONVERTER, test_interceptors
+    from workers.audit import AuditInterceptor
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 BUILTIN = sorted(discover().specs)
@@ -46,7 +47,7 @@ async def test_workflow_replays_its_committed_histories(name):
     # With the identity interceptor, as every worker has it: an accepted update's handler reads who
     # sent it from the header (without re-verifying, so replay survives a rotated secret).
     replayer = Replayer(workflows=[spec.workflow], data_converter=TEST_DATA_CONVERTER, workflow_runner=sandbox_runner(),
-                        interceptors=test_interceptors())
+                        interceptors=[*test_interceptors(), AuditInterceptor()])
     for path in histories(name):
         await replayer.replay_workflow(load_history(name, path))
 

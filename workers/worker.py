@@ -19,11 +19,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit.activity import append_audit_entries
 from policies import output as output_policy
 from policies import rbac, routing
 from steward import runtime, temporal_client
 from steward.logs import get_logger
 from steward.settings import Settings
+from workers.audit import AuditInterceptor
 from workers.cpu import CpuPool, cpu_pool, is_cpu_bound
 from workflows.catalog import Catalog, discover
 from workflows.spec import cpu_task_queue
@@ -37,7 +39,7 @@ log = get_logger(__name__)
 # Workflow modules themselves are still re-imported per run, so the sandbox keeps checking the
 # code a workflow's author writes. tests/test_layers.py keeps this list and workflows/ in step.
 WORKFLOW_BUILDING_BLOCKS = (
-    "workflows.approvals", "workflows.artifacts", "workflows.catalog", "workflows.cpu_steps",
+    "workflows.approvals", "workflows.artifacts", "workflows.audit", "workflows.catalog", "workflows.cpu_steps",
     "workflows.ladder", "workflows.llm_steps", "workflows.notifications", "workflows.saga", "workflows.spec",
     "workflows.stage",
 )
@@ -47,6 +49,8 @@ SANDBOX_PASSTHROUGH_MODULES = (
     "pydantic", "pydantic_core", "openai", "structlog", "steward", *WORKFLOW_BUILDING_BLOCKS,
     # pydantic's EmailStr imports these on first use, which inside the sandbox is mid-workflow.
     "email_validator", "idna",
+    # A native extension, which cannot be imported a second time into the sandbox's module table.
+    "cryptography",
 )
 
 
@@ -70,7 +74,9 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
             client,
             task_queue=task_queue,
             workflows=[spec.workflow for spec in specs],
-            activities=[a for a in activities if not is_cpu_bound(a)],
+            # The audit log's writer runs as a local activity of every workflow (workflows/audit.py).
+            activities=[*(a for a in activities if not is_cpu_bound(a)), append_audit_entries],
+            interceptors=[AuditInterceptor()],
             workflow_runner=sandbox_runner(),
             graceful_shutdown_timeout=grace,
             max_task_queue_activities_per_second=task_queue_activities_per_second,

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify.webhook import WebhookTarget, deliver_webhook
     from steward.identity_headers import verified_caller
 
+from workflows.audit import AuditEvent, digest, event_id, record_soon
 from workflows.ladder import climb
 from workflows.notifications import notify
 
@@ -302,7 +303,33 @@ class ApprovalsMixin:
 
     # --- what operators and the API see -------------------------------------------------------
 
+    def _audit_new_events(self) -> None:
+        """Each approval event once in the audit log: requested, each vote with its receipt,
+        escalated, decided, decided by the ladder, withdrawn. Digests stand for free text."""
+        if not hasattr(self, "_steward_audited"):
+            self._steward_audited: dict[str, int] = {}
+        for state in self._approvals.values():
+            done = self._steward_audited.get(state.key, 0)
+            votes = sum(1 for e in state.events[:done] if e.kind == "voted")
+            events = []
+            for number, event in enumerate(state.events[done:], start=done):
+                data: dict[str, Any] = {"approval": state.key, "roles": state.roles, "quorum": state.quorum,
+                                        "shown_sha256": state.shown_sha256, "detail_sha256": digest(event.detail)}
+                if event.kind == "voted":
+                    receipt = state.receipts[votes]
+                    votes += 1
+                    data["receipt"] = {**receipt.model_dump(mode="json", exclude={"comment"}),
+                                       "comment_sha256": digest(receipt.comment)}
+                elif event.kind in ("decided", "auto_decided"):
+                    data |= {"status": state.status, "decided_by": state.decided_by,
+                             "auto_decision": state.auto_decision, "reason": state.reason}
+                events.append(AuditEvent(event_id=event_id("approval", state.key, str(number)),
+                                         kind=f"approval.{event.kind}", data=data))
+            self._steward_audited[state.key] = len(state.events)
+            record_soon(*events)
+
     def _publish(self) -> None:
+        self._audit_new_events()
         states = list(self._approvals.values())
         pending = [s for s in states if s.status == "pending"]
         overall = "pending" if pending else states[-1].status

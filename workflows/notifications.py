@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         target_host,
     )
 
+from workflows import audit
+
 MEMO_KEY = "notifications"
 # Above the activity's own worst case (5 s resolving, 5 s connecting, 10 s each for sending and
 # for the answer), so a slow attempt ends with the activity's typed error, not Temporal's timeout.
@@ -76,7 +78,15 @@ async def notify(targets: list[WebhookTarget], event_type: str, data: dict[str, 
     records = list(await asyncio.gather(*(_deliver(request, step, retry) for request in requests)))
     kept = [*workflow.memo_value(MEMO_KEY, default=[]), *(r.model_dump(mode="json") for r in records)]
     workflow.upsert_memo({MEMO_KEY: kept})
+    await audit.record(*(audit.AuditEvent(
+        event_id=audit.numbered("notification"), kind=_audit_kind(r.delivered, r.skipped),
+        data={"event_type": event_type, "step": step, **r.model_dump(mode="json", exclude={"error"})},
+    ) for r in records))
     return records
+
+
+def _audit_kind(delivered: bool, skipped: bool) -> str:
+    return "notification.delivered" if delivered else "notification.skipped" if skipped else "notification.undelivered"
 
 
 async def _deliver(request: WebhookDeliveryRequest, step: str, retry: RetryPolicy) -> NotificationRecord:
@@ -162,6 +172,13 @@ async def deliver_notice(targets: list[ChannelTarget], notice: Notice, *, event_
         records.append(record)
         if record.delivered:
             break
+    # An e-mail address is personal: the log keeps its digest.
+    await audit.record(*(audit.AuditEvent(
+        event_id=audit.numbered("notification"), kind=_audit_kind(r.delivered, r.skipped),
+        data={"event_type": event_type, "step": step, "channel": r.channel,
+              "recipient_sha256": audit.digest(r.recipient), "delivered": r.delivered, "skipped": r.skipped,
+              "error_type": r.error_type, "attempts": r.attempts},
+    ) for r in records))
     return records
 
 

@@ -62,7 +62,7 @@ def request_digest(spec: WorkflowSpec, validated_input: dict, callback_url: str 
 
 
 def new_run_options(spec: WorkflowSpec, validated: BaseModel, principal: Principal, *, request_sha256: str,
-                    callback_url: str | None = None) -> dict[str, Any]:
+                    callback_url: str | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
     """What every run Steward starts carries, whoever starts it (this route, the Alertmanager
     hook): its queue and timeout, who asked and for which tenant in the memo, the search
     attributes operators filter on, and the summary the Temporal UI shows."""
@@ -70,7 +70,10 @@ def new_run_options(spec: WorkflowSpec, validated: BaseModel, principal: Princip
         "task_queue": spec.task_queue,
         "execution_timeout": spec.execution_timeout,
         "memo": {"requested_by": principal.sub, "tenant": principal.tenant, "request_sha256": request_sha256,
-                 "callback_url": callback_url},
+                 "callback_url": callback_url,
+                 # For the audit log's run.started entry: which key, without the key itself.
+                 "idempotency_key_sha256": hashlib.sha256(idempotency_key.encode()).hexdigest()
+                 if idempotency_key else None},
         "search_attributes": sa.for_new_run(spec.name, principal.tenant, principal.sub),
         "static_summary": spec.static_summary(validated),
     }
@@ -114,7 +117,8 @@ async def start_run(
             # A keyed id is never reused, even after the run closes: the key means "this request".
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            **new_run_options(spec, validated, principal, request_sha256=digest, callback_url=callback_url),
+            **new_run_options(spec, validated, principal, request_sha256=digest, callback_url=callback_url,
+                              idempotency_key=idempotency_key),
         )
         status = RunStatus.running
     except WorkflowAlreadyStartedError:

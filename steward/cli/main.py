@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from steward import __version__
@@ -251,6 +252,46 @@ def cmd_mail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_log(settings, *, signing: bool):
+    from activities.artifacts.objects import FileObjectStore
+    from activities.audit.log import AuditLog
+    from activities.audit.signing import Signer
+
+    return AuditLog(FileObjectStore(settings.audit_dir), Signer.from_settings(settings) if signing else None)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 only when every chain and every signed head holds; 1 naming the first problem."""
+    from activities.audit.signing import Signer, load_public_key
+
+    settings = _settings(args)
+    try:
+        public_key = (load_public_key(Path(args.public_key)) if args.public_key
+                      else Signer.from_settings(settings).public_key)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the public key: {exc}") from None
+    log = _audit_log(settings, signing=False)
+    tenants = [args.tenant] if args.tenant else log.tenants()
+    if not tenants:
+        print(f"No audit log in {settings.audit_dir}.", file=sys.stderr)
+    failed = 0
+    for tenant in tenants:
+        verification = log.verify(tenant, public_key)
+        if verification.holds:
+            print(f"{tenant}: {verification.entries} entries, {verification.signed_heads} signed heads: intact")
+        else:
+            failed += 1
+            print(f"{tenant}: NOT INTACT: {verification.problem}")
+    return 1 if failed else 0
+
+
+def cmd_audit_public_key(args: argparse.Namespace) -> int:
+    from activities.audit.signing import Signer
+
+    print(Signer.from_settings(_settings(args)).public_pem(), end="")
+    return 0
+
+
 def cmd_version(_: argparse.Namespace) -> int:
     from importlib.metadata import version
 
@@ -406,6 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", help="the key's id or name")
     _add_server_flags(p, "--data-dir")
     p.set_defaults(func=cmd_apikey_revoke)
+
+    audit = sub.add_parser("audit", help="check the audit log, and print its public key for auditors")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    p = audit_sub.add_parser("verify", help="recompute every hash chain and signature; exit 0 only if all hold")
+    p.add_argument("--tenant", help="only this tenant's log")
+    p.add_argument("--public-key", help="a PEM file with the public key (default: the data dir's signing key)")
+    _add_server_flags(p, "--data-dir")
+    p.set_defaults(func=cmd_audit_verify)
+    p = audit_sub.add_parser("public-key", help="print the public key that verifies the log's signed heads (PEM)")
+    _add_server_flags(p, "--data-dir")
+    p.set_defaults(func=cmd_audit_public_key)
 
     mail = sub.add_parser("mail", help="print the e-mail in the data dir's Maildir (no SMTP relay set)")
     mail.add_argument("--last", type=int, default=5, help="how many of the newest messages (default 5)")

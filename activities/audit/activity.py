@@ -1,0 +1,58 @@
+"""The one activity that writes the audit log: a batch of events of one run, appended in order,
+and the chain head signed when the run ends (workflows/audit.py schedules it)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from activities.artifacts.objects import FileObjectStore
+from activities.audit.log import AuditLog
+from activities.audit.signing import Signer
+from steward import runtime
+from steward.logs import get_logger
+from steward.settings import Settings
+
+log = get_logger(__name__)
+
+
+class AuditEvent(BaseModel):
+    event_id: str = Field(description="The same on every retry and replay: the run, and what happened in it.")
+    kind: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditBatch(BaseModel):
+    tenant: str
+    run_id: str
+    workflow: str
+    events: list[AuditEvent]
+    sign_head: bool = Field(False, description="The run ended: sign the tenant's chain head.")
+
+
+class AuditWritten(BaseModel):
+    seqs: list[int]
+
+
+def audit_log(settings: Settings, *, signing: bool = False) -> AuditLog:
+    return AuditLog(FileObjectStore(settings.audit_dir), Signer.from_settings(settings) if signing else None)
+
+
+@activity.defn(name="append-audit-entries")
+async def append_audit_entries(batch: AuditBatch) -> AuditWritten:
+    audit = audit_log(runtime.settings(), signing=batch.sign_head)
+
+    def write() -> AuditWritten:  # file writes and fsyncs: off the event loop
+        entries = [audit.append(batch.tenant, event.event_id, event.kind, run_id=batch.run_id,
+                                workflow=batch.workflow, data=event.data) for event in batch.events]
+        if batch.sign_head:
+            audit.sign_head(batch.tenant)
+        return AuditWritten(seqs=[entry.seq for entry in entries])
+
+    written = await asyncio.to_thread(write)
+    log.info("audit entries written", tenant=batch.tenant, workflow_id=batch.run_id, seqs=written.seqs,
+             kinds=[event.kind for event in batch.events])
+    return written

@@ -1,0 +1,95 @@
+"""Audit: what a run did, appended to its tenant's audit log (activities/audit/) as it happens.
+
+Every workflow is audited without code of its own: the worker's interceptor (workers/audit.py)
+records the start, the end, each accepted update and what activities report (LLM calls,
+artifacts). Building blocks record what only they know (approvals, notifications) with
+`record`. Each write is a local activity, so an entry is durable when the step that caused it is;
+event ids are derived from the run and the step, so a replay or a retry never writes one twice.
+
+Runs started before auditing existed replay without it: `workflow.patched(AUDIT_PATCH)` is false
+for them, and true, recorded in history, for every run since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.audit.activity import AuditBatch, AuditEvent, append_audit_entries
+
+AUDIT_PATCH = "steward-audit-log"
+NO_TENANT = "_none"  # runs started without a tenant (outside the API); no real tenant can be named so
+# A local file write and fsync; retried for a long while, since a run must not go on unaudited.
+AUDIT_TIMEOUT = timedelta(seconds=30)
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                          maximum_interval=timedelta(minutes=1), maximum_attempts=0)
+
+
+def audited() -> bool:
+    return workflow.patched(AUDIT_PATCH)
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of a value's canonical JSON: what an entry holds instead of the value."""
+    canonical = json.dumps(to_jsonable_python(value, fallback=str), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def event_id(*parts: str) -> str:
+    info = workflow.info()
+    return "/".join((info.workflow_id, info.run_id, *parts))
+
+
+def numbered(kind: str) -> str:
+    """An event id for the run's n-th event of `kind` (notices, ...): n counts in workflow order,
+    so it is the same on replay, and two events of one kind never share an id."""
+    counts = _run_state().setdefault("counts", {})
+    counts[kind] = counts.get(kind, 0) + 1
+    return event_id(kind, str(counts[kind]))
+
+
+def record_soon(*events: AuditEvent) -> None:
+    """`record` for synchronous code (a handler's bookkeeping): written in the background; the
+    run's end waits for it (workers/audit.py calls `flush`)."""
+    if events and audited():
+        _run_state().setdefault("pending", []).append(asyncio.ensure_future(record(*events)))
+
+
+async def flush() -> None:
+    """Wait for everything `record_soon` started, including what it starts meanwhile."""
+    pending = _run_state().setdefault("pending", [])
+    while pending:
+        await pending.pop(0)
+
+
+def _run_state() -> dict[str, Any]:
+    # On the workflow instance, so each run has its own (this module is shared by all of them).
+    instance = workflow.instance()
+    if not hasattr(instance, "_steward_audit"):
+        instance._steward_audit = {}
+    return instance._steward_audit
+
+
+async def record(*events: AuditEvent, sign_head: bool = False) -> None:
+    """Append `events` (AuditEvent(event_id=event_id(...), kind=..., data=...)) to the run's tenant log."""
+    if not events or not audited():
+        return
+    info = workflow.info()
+    await workflow.execute_local_activity(
+        append_audit_entries,
+        AuditBatch(tenant=workflow.memo_value("tenant", "") or NO_TENANT, run_id=info.workflow_id,
+                   workflow=info.workflow_type, events=list(events), sign_head=sign_head),
+        start_to_close_timeout=AUDIT_TIMEOUT, retry_policy=AUDIT_RETRY,
+    )
+
+
+__all__ = ["AUDIT_PATCH", "AuditEvent", "audited", "digest", "event_id", "flush", "numbered", "record",
+           "record_soon"]
