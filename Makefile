@@ -44,6 +44,7 @@ $(VENV)/.installed-load: pyproject.toml constraints.txt $(VENV)/.installed
 $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	tests/install-chromium.sh
+	tests/install-promtool.sh
 	touch $@
 
 clean:

@@ -21,8 +21,11 @@ from activities.audit.log import AuditLog
 from api.errors import install_error_handlers
 from api.paging import PageTokens
 from api.log_paths import loggable_path
+from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
-from api.routes import actions, activations, approvals, artifacts, audit, codec, health, hooks, incidents, runs, workflows
+from api.routes import (
+    actions, activations, approvals, artifacts, audit, codec, health, hooks, incidents, metrics, runs, workflows,
+)
 from policies import rbac
 from steward import __version__, temporal_client
 from steward.codec import EncryptionCodec, Keyring
@@ -34,15 +37,17 @@ log = get_logger("api.access")
 
 
 class AccessLog:
-    """One JSON access-log line per request, with route template, status and duration.
+    """One JSON access-log line per request, with route template, status and duration, and the
+    same three in the request metrics (api/metrics.py).
 
     FastAPI's native OpenTelemetry support creates the server span (and reads incoming trace
     context); this runs inside it, so each line carries that span's trace id. A plain ASGI
     middleware rather than BaseHTTPMiddleware: no extra task or body copy on the hot path.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,13 +66,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            log.info(
-                "request",
-                route=getattr(route, "path", None),
-                status=status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            route = getattr(scope.get("route"), "path", None)
+            seconds = time.perf_counter() - started
+            log.info("request", route=route, status=status_code, duration_ms=round(seconds * 1000, 2))
+            self.metrics.observe(route, scope["method"], status_code, seconds)
 
 
 def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
@@ -120,7 +122,10 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(activations.pages, dependencies=address_limits)
     app.mount(inbox.STATIC_PATH, StaticFiles(directory=inbox.STATIC_DIR), name="inbox-static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AccessLog)  # added last, so outermost: refused bodies are logged too
+    app.state.metrics = ApiMetrics()
+    app.include_router(metrics.router)
+    # Added last, so outermost: refused bodies are logged and counted too.
+    app.add_middleware(AccessLog, metrics=app.state.metrics)
     return app
 
 

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from activities.artifacts.store import ArtifactStore
 from activities.audit.log import AuditLog
 from api.errors import ApiError
+from api.metrics import ApiMetrics
 from api.paging import PageTokens
 from policies import rbac
 from steward import apikeys
@@ -28,6 +29,8 @@ from steward.settings import Settings
 from workflows.catalog import Catalog
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT (`steward token --help`) or an API key (`steward apikey`).")
+# For routes that take a credential only sometimes (/metrics, open on loopback).
+OptionalBearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 log = get_logger(__name__)
@@ -59,9 +62,14 @@ async def get_audit(request: Request) -> AuditLog:
     return request.app.state.audit
 
 
+async def get_metrics(request: Request) -> ApiMetrics:
+    return request.app.state.metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 PageTokensDep = Annotated[PageTokens, Depends(get_page_tokens)]
 ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]

@@ -36,6 +36,7 @@ ACTIONS = frozenset({
     "hooks:alertmanager",
     "incidents:respond",
     "codec:decode",
+    "metrics:read",
 })
 # Actions with a parameter: runs:start:<workflow name>.
 PARAMETERISED_ACTIONS = frozenset({"runs:start:"})

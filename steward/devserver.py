@@ -74,6 +74,8 @@ def dev_server_command(settings: Settings, *, codec_endpoint: str | None = None)
 def ensure_ports_free(settings: Settings) -> None:
     """Fail early, naming the setting, instead of a child dying with a bind error."""
     wanted = [("STEWARD_API_PORT", settings.api_host, settings.api_port)]
+    if settings.worker_metrics_port is not None:
+        wanted.append(("STEWARD_WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port))
     if settings.uses_embedded_temporal:
         wanted += [
             ("STEWARD_TEMPORAL_PORT", "127.0.0.1", settings.temporal_port),

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".steward"), description="Where runtime state lives.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    worker_metrics_port: int | None = Field(
+        9464, ge=1, le=65535,
+        description="The worker's Prometheus /metrics (the Temporal SDK's and Steward's business metrics), "
+                    "on worker_metrics_host; none: off.")
+    worker_metrics_host: str = "127.0.0.1"
     temporal_port: int = Field(7233, ge=1, le=65535)
     ui_port: int = Field(8233, ge=1, le=65535)
     jwt_secret: SecretStr | None = Field(
@@ -226,6 +231,12 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def worker_metrics_url(self) -> str | None:
+        if self.worker_metrics_port is None:
+            return None
+        return f"http://{self.worker_metrics_host}:{self.worker_metrics_port}/metrics"
 
     @property
     def audit_dir(self) -> Path:

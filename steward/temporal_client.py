@@ -15,9 +15,11 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from steward.codec import Keyring, data_converter
 from steward.identity import assertion_key
+from steward.metric_names import HISTOGRAM_BUCKETS
 from steward.identity_headers import IdentityInterceptor
 from steward.settings import Settings
 
@@ -39,10 +41,22 @@ def interceptors(settings: Settings) -> list[Any]:
     return [TracingInterceptor(), IdentityInterceptor(assertion_key(settings.jwt_signing_secret()))]
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False, metrics: bool = False) -> Client:
+    """`metrics`: serve the SDK's metrics, and those workflows and activities record through its
+    meter, for Prometheus on settings.worker_metrics_port (the worker's client)."""
     return await Client.connect(
         **connect_options(settings),
         data_converter=data_converter_for(settings),
         interceptors=interceptors(settings),
         lazy=lazy,
+        runtime=metrics_runtime(settings) if metrics and settings.worker_metrics_port else None,
     )
+
+
+def metrics_runtime(settings: Settings) -> Runtime:
+    # Histograms in seconds and counters ending in _total, as Prometheus names them (the API's
+    # metrics, from prometheus_client, look the same).
+    prometheus = PrometheusConfig(bind_address=f"{settings.worker_metrics_host}:{settings.worker_metrics_port}",
+                                  durations_as_seconds=True, counters_total_suffix=True,
+                                  histogram_bucket_overrides=HISTOGRAM_BUCKETS)
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))

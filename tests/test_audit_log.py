@@ -180,3 +180,18 @@ def test_threads_of_one_process_append_at_once(log, settings):
     log.sign_head(TENANT)
     assert [e.seq for e in log.entries(TENANT)] == list(range(1, 81))
     assert verify(settings).returncode == 0
+
+
+def test_verify_writes_its_verdict_for_prometheus(log, settings, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    write_run(log, "run-1")
+    log.append("globex", "g-1", "run.started", run_id="g-run")
+    entry_path(settings, 2).unlink()
+    metrics_file = tmp_path / "steward_audit.prom"
+    assert verify(settings, "--metrics-file", str(metrics_file)).returncode == 1
+    found = {(s.name, s.labels.get("tenant")): s.value
+             for family in text_string_to_metric_families(metrics_file.read_text()) for s in family.samples}
+    assert found[("steward_audit_verify_intact", "acme")] == 0
+    assert found[("steward_audit_verify_intact", "globex")] == 1
+    assert found[("steward_audit_verify_last_run_timestamp_seconds", None)] > 0

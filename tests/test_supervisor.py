@@ -32,6 +32,7 @@ def steward_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "STEWARD_API_PORT": str(free_port()),
         "STEWARD_TEMPORAL_PORT": str(free_port()),
         "STEWARD_UI_PORT": str(free_port()),
+        "STEWARD_WORKER_METRICS_PORT": str(free_port()),
         "STEWARD_JWT_SECRET": SECRET,
         "STEWARD_WORKFLOW_PACKAGES": json.dumps(["tests.workflow_fixtures"]),
         # A killed worker is restarted after the initial backoff; keep the grace short for tests.

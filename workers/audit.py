@@ -1,6 +1,7 @@
 """The worker's audit interceptor: every workflow's start, end, accepted updates and what its
 activities report (LLM calls, artifacts) go to the tenant's audit log, with no code in the
-workflow (workflows/audit.py writes; activities/audit/ keeps the log)."""
+workflow (workflows/audit.py writes; activities/audit/ keeps the log). The same place counts
+closed runs by status for the worker's metrics (workflows/metrics.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from activities.artifacts.store import ArtifactRef
 from activities.audit.activity import AuditEvent
 from activities.llm.models import LlmTaskResult
 from steward.identity_headers import principal_from_headers
+from workflows import metrics
 from workflows.audit import audited, digest, event_id, flush, record, record_soon
 
 AUDIT_ACTIVITY = "append-audit-entries"
@@ -39,6 +41,18 @@ class _AuditInbound(WorkflowInboundInterceptor):
         super().init(_AuditOutbound(outbound))
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        try:
+            result = await self._audited(input)
+        except workflow.ContinueAsNewError:
+            _count_closed("continued_as_new")
+            raise
+        except (FailureError, asyncio.CancelledError) as error:
+            _count_closed("cancelled" if is_cancelled_exception(error) else "failed")
+            raise
+        _count_closed("completed")
+        return result
+
+    async def _audited(self, input: ExecuteWorkflowInput) -> Any:
         if not audited():  # a run from before the audit log: replays as it ran
             return await super().execute_workflow(input)
         await record(AuditEvent(event_id=event_id("started"), kind="run.started", data={
@@ -101,6 +115,11 @@ class _AuditOutbound(WorkflowOutboundInterceptor):
 
         handle.add_done_callback(completed)
         return handle
+
+
+def _count_closed(status: str) -> None:
+    metrics.count("steward_workflow_runs_closed", "Runs ended, by workflow and status.",
+                  workflow=workflow.info().workflow_type, status=status)
 
 
 def reported_by(result: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -40,7 +40,8 @@ log = get_logger(__name__)
 # code a workflow's author writes. tests/test_layers.py keeps this list and workflows/ in step.
 WORKFLOW_BUILDING_BLOCKS = (
     "workflows.approvals", "workflows.artifacts", "workflows.audit", "workflows.catalog", "workflows.cpu_steps",
-    "workflows.ladder", "workflows.llm_steps", "workflows.notifications", "workflows.saga", "workflows.spec",
+    "workflows.ladder", "workflows.llm_steps", "workflows.metrics", "workflows.notifications", "workflows.saga",
+    "workflows.spec",
     "workflows.stage",
 )
 # Re-importing these per workflow run inside the sandbox is slow and buys nothing: they hold no
@@ -135,7 +136,7 @@ async def serve(settings: Settings) -> None:
     output_policy.load(settings.llm_output_policy)
     rbac.check_startup(settings)
     routing.check_startup(settings)
-    client = await temporal_client.connect(settings)
+    client = await temporal_client.connect(settings, metrics=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -150,6 +151,7 @@ async def serve(settings: Settings) -> None:
             namespace=settings.temporal_namespace,
             task_queues=sorted(w.task_queue for w in workers),
             workflows=sorted(catalog.specs),
+            metrics=settings.worker_metrics_url,
         )
         await run_workers(workers, stop)
     log.info("worker stopped")

@@ -20,12 +20,14 @@ from pydantic import BaseModel, Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from steward import metric_names
 from steward.search_attributes import APPROVAL_STATE
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify.webhook import WebhookTarget, deliver_webhook
     from steward.identity_headers import verified_caller
 
+from workflows import metrics
 from workflows.audit import AuditEvent, digest, event_id, record_soon
 from workflows.ladder import climb
 from workflows.notifications import notify
@@ -303,6 +305,17 @@ class ApprovalsMixin:
 
     # --- what operators and the API see -------------------------------------------------------
 
+    def _measure_decisions(self) -> None:
+        """How long each approval waited for its decision (a person's, or the ladder's), once."""
+        if not hasattr(self, "_steward_measured"):
+            self._steward_measured: set[str] = set()
+        for state in self._approvals.values():
+            if state.status != "pending" and state.key not in self._steward_measured:
+                self._steward_measured.add(state.key)
+                metrics.observe_duration(
+                    metric_names.APPROVAL_DECISION_SECONDS, "Time from an approval's request to its decision.",
+                    workflow.now() - state.requested_at, workflow=workflow.info().workflow_type, outcome=state.status)
+
     def _audit_new_events(self) -> None:
         """Each approval event once in the audit log: requested, each vote with its receipt,
         escalated, decided, decided by the ladder, withdrawn. Digests stand for free text."""
@@ -330,6 +343,7 @@ class ApprovalsMixin:
 
     def _publish(self) -> None:
         self._audit_new_events()
+        self._measure_decisions()
         states = list(self._approvals.values())
         pending = [s for s in states if s.status == "pending"]
         overall = "pending" if pending else states[-1].status

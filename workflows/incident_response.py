@@ -20,7 +20,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+from steward import metric_names
 from steward.search_attributes import INCIDENT_STATE, SERVICE, SEVERITY
+from workflows import metrics
 from workflows.approvals import APPROVAL_ACTIVITIES, ApprovalRequest, ApprovalsMixin, LadderStep
 from workflows.artifacts import record_artifacts
 from workflows.cpu_steps import execute_cpu_activity
@@ -374,6 +376,8 @@ class IncidentResponseWorkflow(ApprovalsMixin):
         self.acknowledged = AckRecord(by=request.link_recipient or caller.sub, via=via, at=workflow.now(),
                                       comment=request.comment)
         self._set_state("acknowledged")
+        metrics.observe_duration(metric_names.INCIDENT_TIME_TO_ACKNOWLEDGE_SECONDS, "From an incident's start to "
+                                 "its acknowledgement.", metrics.since_start(), severity=self._severity())
         self._event(f"acknowledged by {self.acknowledged.by}" + (" through the link in a page" if via == "link" else ""))
         self._cancel_pages()
         self._show()
@@ -404,8 +408,14 @@ class IncidentResponseWorkflow(ApprovalsMixin):
     def _resolve(self, record: ResolveRecord) -> None:
         self.resolved = record
         self._set_state("resolved")
+        metrics.observe_duration(metric_names.INCIDENT_TIME_TO_RESOLVE_SECONDS, "From an incident's start to its "
+                                 "resolution.",
+                                 metrics.since_start(), severity=self._severity())
         self._event(f"resolved by {record.by}" + (f": {record.comment}" if record.comment else ""))
         self._cancel_pages()
+
+    def _severity(self) -> str:
+        return self.request.severity if self.request else "unknown"
 
     def _set_state(self, state: State) -> None:
         self.state = state

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         target_host,
     )
 
-from workflows import audit
+from workflows import audit, metrics
 
 MEMO_KEY = "notifications"
 # Above the activity's own worst case (5 s resolving, 5 s connecting, 10 s each for sending and
@@ -78,11 +78,18 @@ async def notify(targets: list[WebhookTarget], event_type: str, data: dict[str, 
     records = list(await asyncio.gather(*(_deliver(request, step, retry) for request in requests)))
     kept = [*workflow.memo_value(MEMO_KEY, default=[]), *(r.model_dump(mode="json") for r in records)]
     workflow.upsert_memo({MEMO_KEY: kept})
+    for r in records:
+        _counted(f"webhook-{r.kind}", r.delivered, r.skipped)
     await audit.record(*(audit.AuditEvent(
         event_id=audit.numbered("notification"), kind=_audit_kind(r.delivered, r.skipped),
         data={"event_type": event_type, "step": step, **r.model_dump(mode="json", exclude={"error"})},
     ) for r in records))
     return records
+
+
+def _counted(channel: str, delivered: bool, skipped: bool) -> None:
+    metrics.count("steward_notifications", "Messages tried, by channel and outcome.", channel=channel,
+                  outcome="delivered" if delivered else "skipped" if skipped else "failed")
 
 
 def _audit_kind(delivered: bool, skipped: bool) -> str:
@@ -172,6 +179,8 @@ async def deliver_notice(targets: list[ChannelTarget], notice: Notice, *, event_
         records.append(record)
         if record.delivered:
             break
+    for r in records:
+        _counted(r.channel, r.delivered, r.skipped)
     # An e-mail address is personal: the log keeps its digest.
     await audit.record(*(audit.AuditEvent(
         event_id=audit.numbered("notification"), kind=_audit_kind(r.delivered, r.skipped),

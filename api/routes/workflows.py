@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import CatalogDep, ClientDep, CurrentPrincipal, RbacDep, authorize, require
+from api.deps import CatalogDep, ClientDep, CurrentPrincipal, MetricsDep, RbacDep, authorize, require
 from api.errors import ApiError, ErrorResponse, validation_error
 from api.models import RunAccepted, RunStatus, StartRunRequest, WorkflowCatalog, WorkflowInfo
 from api.run_records import describe_for_tenant, run_link, status_of
@@ -99,6 +99,7 @@ async def start_run(
     body: StartRunRequest,
     principal: CurrentPrincipal,
     client: ClientDep,
+    metrics: MetricsDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
 ) -> RunAccepted:
@@ -121,6 +122,7 @@ async def start_run(
                               idempotency_key=idempotency_key),
         )
         status = RunStatus.running
+        metrics.runs_started.labels(spec.name).inc()
     except WorkflowAlreadyStartedError:
         if idempotency_key is None:
             raise  # a fresh uuid collided: not something a caller can fix

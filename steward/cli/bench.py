@@ -388,6 +388,7 @@ async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[
     """`steward up` in a temporary data dir on free ports, quiet, its output in steward.log."""
     values: dict[str, Any] = {
         "data_dir": data_dir, "api_port": _free_port(), "temporal_port": _free_port(), "ui_port": _free_port(),
+        "worker_metrics_port": _free_port(),
         "jwt_secret": uuid.uuid4().hex + uuid.uuid4().hex,
         "log_level": "warning",
         "llm_provider": "offline",  # no network, no spend: the platform is measured, not a model

@@ -81,6 +81,7 @@ def _print_banner(settings, show_tokens: bool) -> None:
         f"  Temporal UI:  {settings.ui_url or '(external Temporal: ' + settings.temporal_address + ')'}",
         f"  Inbox:        {settings.api_url}/inbox  (approvers)",
         f"  Codec:        {settings.api_url}/codec  (operators: sign in to see decrypted payloads in the UI)",
+        f"  Metrics:      {settings.api_url}/metrics (API), {settings.worker_metrics_url or 'off'} (worker)",
         # Welcome e-mails (activation links) and e-mail pages land here until a relay is set.
         f"  E-mail:       {_email_destination(settings)}",
     ]
@@ -274,15 +275,32 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     tenants = [args.tenant] if args.tenant else log.tenants()
     if not tenants:
         print(f"No audit log in {settings.audit_dir}.", file=sys.stderr)
-    failed = 0
+    results = {}
     for tenant in tenants:
-        verification = log.verify(tenant, public_key)
+        verification = results[tenant] = log.verify(tenant, public_key)
         if verification.holds:
             print(f"{tenant}: {verification.entries} entries, {verification.signed_heads} signed heads: intact")
         else:
-            failed += 1
             print(f"{tenant}: NOT INTACT: {verification.problem}")
-    return 1 if failed else 0
+    if args.metrics_file:
+        _write_audit_metrics(Path(args.metrics_file), {tenant: v.holds for tenant, v in results.items()})
+    return 0 if all(v.holds for v in results.values()) else 1
+
+
+def _write_audit_metrics(path: Path, intact: dict[str, bool]) -> None:
+    """For node_exporter's textfile collector: the alert rules watch these (docs/operations.md)."""
+    import time
+
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    verdicts = Gauge("steward_audit_verify_intact", "1 when the tenant's audit log verified, else 0.", ["tenant"],
+                     registry=registry)
+    for tenant, holds in intact.items():
+        verdicts.labels(tenant).set(1 if holds else 0)
+    Gauge("steward_audit_verify_last_run_timestamp_seconds", "When steward audit verify last ran.",
+          registry=registry).set(time.time())
+    write_to_textfile(str(path), registry)  # written beside and renamed: a scrape never sees half
 
 
 def cmd_audit_public_key(args: argparse.Namespace) -> int:
@@ -453,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit_sub.add_parser("verify", help="recompute every hash chain and signature; exit 0 only if all hold")
     p.add_argument("--tenant", help="only this tenant's log")
     p.add_argument("--public-key", help="a PEM file with the public key (default: the data dir's signing key)")
+    p.add_argument("--metrics-file", help="also write the verdicts for node_exporter's textfile collector (*.prom)")
     _add_server_flags(p, "--data-dir")
     p.set_defaults(func=cmd_audit_verify)
     p = audit_sub.add_parser("public-key", help="print the public key that verifies the log's signed heads (PEM)")
