@@ -194,6 +194,20 @@ async def test_ack_then_resolve_through_the_api_with_conflicts_and_permissions(h
     run = await wait_for_run(http, run_id, auth())
     assert run["result"]["resolved"] == {**run["result"]["resolved"], "by": "pavel", "comment": "rolled back"}
 
+    # The audit log has the incident's record: analysis, pages, who acknowledged and resolved, the write-up.
+    entries = await eventually(lambda: _ended_audit(http, auth, run_id), "the incident's audit to end")
+    kinds = [e["kind"] for e in entries]
+    assert {"run.started", "llm.call", "notification.delivered", "artifact.written", "run.ended"} <= set(kinds)
+    updates = [(e["data"]["update"], e["data"]["by"]) for e in entries if e["kind"] == "update.accepted"]
+    assert updates == [("steward.ack", "olga"), ("steward.resolve", "pavel")]
+    assert "rolled back" not in str(entries)  # comments are kept as digests
+
+
+async def _ended_audit(http, auth, run_id: str) -> list[dict] | None:
+    response = await http.get(f"/v1/runs/{run_id}/audit", headers=auth(sub="ada", roles=("auditor",)))
+    entries = response.json()["entries"] if response.status_code == 200 else []
+    return entries if entries and entries[-1]["kind"] == "run.ended" else None
+
 
 async def test_acknowledging_another_workflow_is_409(http, auth):
     started = await http.post("/v1/workflows/document-fingerprint/runs",
