@@ -1,8 +1,9 @@
 """Storing and reading run artifacts.
 
-`ArtifactStore` is the interface; `FileArtifactStore` keeps files under the data dir
-(`<data_dir>/artifacts/<run id>/<name>`, with a metadata file beside each). An S3-compatible store
-implements the same three methods. Files are encrypted with the platform keyring (AES-256-GCM,
+`ArtifactStore` is the interface. `FileArtifactStore` keeps artifacts as objects of an
+ObjectStore (activities/artifacts/objects.py), the backend the audit log is kept in too: files
+under the data dir (`<data_dir>/artifacts/<run id>/<name>`, with a metadata file beside each), or
+any store offering the same four operations (S3 and its kin). Files are encrypted with the platform keyring (AES-256-GCM,
 steward/codec.py) when one is given, as it always is in Steward; the digest is the plaintext's,
 the document's own identity. Writes are atomic (temp file, fsync, rename), so a reader never sees
 half a file, and a retried activity's second write replaces the first whole.
@@ -11,14 +12,13 @@ half a file, and a retried activity's second write replaces the first whole.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from activities.artifacts.objects import FileObjectStore, ObjectNotFound, ObjectStore
 from steward import runtime
 from steward.codec import Keyring, KeyringError
 
@@ -63,32 +63,33 @@ class ArtifactStore(Protocol):
 
 
 class FileArtifactStore:
-    def __init__(self, root: Path, keyring: Keyring | None = None) -> None:
+    """Artifacts as objects `<run id>/<name>` and `<run id>/<name>.meta.json`: in files under
+    `root`, or in `objects` when given."""
+
+    def __init__(self, root: Path, keyring: Keyring | None = None, objects: ObjectStore | None = None) -> None:
         self.root = root
         self.keyring = keyring
+        self.objects = objects or FileObjectStore(root)
 
-    def _dir(self, run_id: str) -> Path:
-        return self.root / check_segment(run_id, "run id")
+    def _key(self, run_id: str, name: str) -> str:
+        return f"{check_segment(run_id, 'run id')}/{check_segment(name, 'artifact name')}"
 
     def put(self, run_id: str, name: str, data: bytes, content_type: str) -> ArtifactRef:
-        check_segment(name, "artifact name")
+        key = self._key(run_id, name)
         ref = ArtifactRef(name=name, content_type=content_type, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-        directory = self._dir(run_id)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory.mkdir(exist_ok=True, mode=0o700)
         key_id, stored = self.keyring.encrypt(data) if self.keyring else (None, data)
-        _write_atomically(directory / name, stored)
+        # The file first, then its metadata: a reader finds an artifact only once both are whole.
+        self.objects.replace(key, stored)
         meta = StoredArtifact(**ref.model_dump(), key_id=key_id)
-        _write_atomically(directory / f"{name}{_META_SUFFIX}", meta.model_dump_json().encode())
+        self.objects.replace(f"{key}{_META_SUFFIX}", meta.model_dump_json().encode())
         return ref
 
     def read(self, run_id: str, name: str) -> tuple[ArtifactRef, bytes]:
-        path = self._dir(run_id) / check_segment(name, "artifact name")
-        meta = path.with_name(f"{name}{_META_SUFFIX}")
+        key = self._key(run_id, name)
         try:
-            stored = StoredArtifact.model_validate_json(meta.read_bytes())
-            data = path.read_bytes()
-        except FileNotFoundError:
+            stored = StoredArtifact.model_validate_json(self.objects.read(f"{key}{_META_SUFFIX}"))
+            data = self.objects.read(key)
+        except ObjectNotFound:
             raise ArtifactNotFound(f"run {run_id!r} has no artifact {name!r}") from None
         if stored.key_id is not None:
             if self.keyring is None:
@@ -103,25 +104,9 @@ class FileArtifactStore:
         return ref, data
 
     def list(self, run_id: str) -> list[ArtifactRef]:
-        directory = self._dir(run_id)
-        if not directory.is_dir():
-            return []
-        refs = (StoredArtifact.model_validate_json(p.read_bytes()) for p in directory.glob(f"*{_META_SUFFIX}"))
+        metas = [key for key in self.objects.list(check_segment(run_id, "run id")) if key.endswith(_META_SUFFIX)]
+        refs = (StoredArtifact.model_validate_json(self.objects.read(key)) for key in metas)
         return sorted((ArtifactRef(**r.model_dump(exclude={"key_id"})) for r in refs), key=lambda r: r.name)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def default_store() -> ArtifactStore:
