@@ -4,6 +4,7 @@ and the chain head signed when the run ends (workflows/audit.py schedules it).""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -41,9 +42,21 @@ def audit_log(settings: Settings, *, signing: bool = False) -> AuditLog:
     return AuditLog(FileObjectStore(settings.audit_dir), Signer.from_settings(settings) if signing else None)
 
 
+_logs: dict[Path, AuditLog] = {}
+
+
+def _worker_log(settings: Settings) -> AuditLog:
+    """One log per data dir for this process, with its signer: it remembers where each chain ends,
+    and the key is read once."""
+    log_ = _logs.get(settings.audit_dir)
+    if log_ is None:
+        log_ = _logs[settings.audit_dir] = audit_log(settings, signing=True)
+    return log_
+
+
 @activity.defn(name="append-audit-entries")
 async def append_audit_entries(batch: AuditBatch) -> AuditWritten:
-    audit = audit_log(runtime.settings(), signing=batch.sign_head)
+    audit = _worker_log(runtime.settings())
 
     def write() -> AuditWritten:  # file writes and fsyncs: off the event loop
         entries = [audit.append(batch.tenant, event.event_id, event.kind, run_id=batch.run_id,

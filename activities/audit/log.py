@@ -6,7 +6,7 @@ Layout in the object store (activities/artifacts/objects.py), per tenant:
     <tenant>/heads/000000000042      the chain head at entry 42, signed (Ed25519), when a run ended there
     <tenant>/events/<digest>         the sequence number an event id was written at (retries write once)
     <tenant>/runs/<digest>/<seq>     an empty object per entry of a run: a run's entries without a scan
-    <tenant>/tail                    a hint: the last sequence number (never trusted, only a place to start)
+    <tenant>/tail                    a hint for a process starting: a recent sequence number (never trusted)
 
 One object per entry, because object storage has no append: writing entry n+1 is "create if
 absent", so concurrent writers (workers, processes) each get their own sequence number and
@@ -33,6 +33,9 @@ from activities.artifacts.objects import ObjectNotFound, ObjectStore
 from activities.audit.signing import Signer, signature_holds
 
 GENESIS = "0" * 64  # what the first entry links to
+# How often the tail hint is rewritten: a process that starts probes at most this many entries
+# forward from it, and the others save a file write and its fsync on every entry.
+TAIL_HINT_EVERY = 64
 _SEQ_WIDTH = 12  # sequence numbers as fixed-width names, so listing order is sequence order
 
 
@@ -90,6 +93,7 @@ class AuditLog:
     def __init__(self, store: ObjectStore, signer: Signer | None = None) -> None:
         self.store = store
         self.signer = signer
+        self._tails: dict[str, int] = {}  # where this process last saw each chain end: a hint too
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -113,7 +117,9 @@ class AuditLog:
             seq, prev = seq + 1, sha256(self.store.read(_entry_key(tenant, seq + 1)))  # another writer's
         if run_id:
             self.store.create(f"{_run_folder(tenant, run_id)}/{entry.seq:0{_SEQ_WIDTH}d}", b"")
-        self.store.replace(f"{tenant}/tail", str(entry.seq).encode())
+        self._tails[tenant] = entry.seq
+        if entry.seq % TAIL_HINT_EVERY == 0:
+            self.store.replace(f"{tenant}/tail", str(entry.seq).encode())
         self.store.create(marker, str(entry.seq).encode())
         return entry
 
@@ -131,9 +137,9 @@ class AuditLog:
         return head
 
     def _tail(self, tenant: str) -> tuple[int, str]:
-        """The last entry's sequence number and SHA-256 (0 and GENESIS for none), from the hint on."""
+        """The last entry's sequence number and SHA-256 (0 and GENESIS for none), from a hint on."""
         try:
-            seq = int(self.store.read(f"{tenant}/tail"))
+            seq = self._tails.get(tenant) or int(self.store.read(f"{tenant}/tail"))
             last = self.store.read(_entry_key(tenant, seq)) if seq else None
         except (ObjectNotFound, ValueError):
             keys = self.store.list(f"{tenant}/entries")
