@@ -81,6 +81,11 @@ def ensure_ports_free(settings: Settings) -> None:
             ("STEWARD_TEMPORAL_PORT", "127.0.0.1", settings.temporal_port),
             ("STEWARD_UI_PORT", "127.0.0.1", settings.ui_port),
         ]
+    seen: dict[int, str] = {}
+    for variable, _, port in wanted:
+        if port in seen:
+            raise PortInUse(f"{seen[port]} and {variable} are both {port}; give each its own port")
+        seen[port] = variable
     for variable, host, port in wanted:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             # As the servers themselves do: a port in TIME_WAIT is free, a listening one is not.

@@ -18,21 +18,22 @@ from pathlib import Path
 import httpx
 
 from steward.identity import Principal, issue_token
-from tests.support import eventually, free_port, wait_for_run
+from tests.support import eventually, free_ports, wait_for_run
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "supervisor-test-secret-0123456789abcdef0123456789"
 
 
 def steward_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    api, temporal, ui, metrics = free_ports(4)
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "STEWARD_DATA_DIR": str(tmp_path / "data"),
-        "STEWARD_API_PORT": str(free_port()),
-        "STEWARD_TEMPORAL_PORT": str(free_port()),
-        "STEWARD_UI_PORT": str(free_port()),
-        "STEWARD_WORKER_METRICS_PORT": str(free_port()),
+        "STEWARD_API_PORT": str(api),
+        "STEWARD_TEMPORAL_PORT": str(temporal),
+        "STEWARD_UI_PORT": str(ui),
+        "STEWARD_WORKER_METRICS_PORT": str(metrics),
         "STEWARD_JWT_SECRET": SECRET,
         "STEWARD_WORKFLOW_PACKAGES": json.dumps(["tests.workflow_fixtures"]),
         # A killed worker is restarted after the initial backoff; keep the grace short for tests.
@@ -200,3 +201,13 @@ def test_up_with_api_port_in_use_exits_naming_the_setting(tmp_path):
     assert result.returncode == 2
     assert f"port {port} (STEWARD_API_PORT) is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_with_two_settings_on_one_port_exits_naming_both(tmp_path):
+    # The UI would take the port and answer the API's readiness probe with its own page.
+    env = steward_env(tmp_path)
+    env["STEWARD_UI_PORT"] = env["STEWARD_API_PORT"]
+    result = subprocess.run([sys.executable, "-m", "steward", "up"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert f"STEWARD_API_PORT and STEWARD_UI_PORT are both {env['STEWARD_API_PORT']}" in result.stderr

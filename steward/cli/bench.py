@@ -362,10 +362,17 @@ async def measure(paths: dict[str, RunOnce], runs: int, concurrency: int, proces
 # --- a Steward of its own ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Different free ports, all held while chosen: one after another, the kernel may hand a port
+    just released to the next caller, and two servers would then race for it."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -386,9 +393,10 @@ class _OwnServerSettings(Settings):
 @contextlib.asynccontextmanager
 async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[tuple[Settings, Processes]]:
     """`steward up` in a temporary data dir on free ports, quiet, its output in steward.log."""
+    api_port, temporal_port, ui_port, metrics_port = _free_ports(4)
     values: dict[str, Any] = {
-        "data_dir": data_dir, "api_port": _free_port(), "temporal_port": _free_port(), "ui_port": _free_port(),
-        "worker_metrics_port": _free_port(),
+        "data_dir": data_dir, "api_port": api_port, "temporal_port": temporal_port, "ui_port": ui_port,
+        "worker_metrics_port": metrics_port,
         "jwt_secret": uuid.uuid4().hex + uuid.uuid4().hex,
         "log_level": "warning",
         "llm_provider": "offline",  # no network, no spend: the platform is measured, not a model
