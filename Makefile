@@ -43,8 +43,8 @@ $(VENV)/.installed-load: pyproject.toml constraints.txt $(VENV)/.installed
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	tests/install-chromium.sh
-	tests/install-promtool.sh
+	tests/install-debian.sh chromium chromium "browser tests"
+	tests/install-debian.sh promtool prometheus "alert-rule tests"
 	touch $@
 
 clean:

@@ -71,6 +71,19 @@ def dev_server_command(settings: Settings, *, codec_endpoint: str | None = None)
     return command
 
 
+def free_ports(count: int) -> list[int]:
+    """Different free loopback ports, all held while chosen: one after another, the kernel may hand
+    a port just released to the next caller, and two servers would then race for it."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def ensure_ports_free(settings: Settings) -> None:
     """Fail early, naming the setting, instead of a child dying with a bind error."""
     wanted = [("STEWARD_API_PORT", settings.api_host, settings.api_port)]

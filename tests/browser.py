@@ -1,7 +1,7 @@
 """A real browser for end-to-end tests: Debian's chromium, driven by Playwright's async API.
 
 The browser is never downloaded (`playwright install` cannot reach its CDN from here): it is the
-`chromium` package from apt, which tests/install-chromium.sh installs during `make test`. Where it
+`chromium` package from apt, which tests/install-debian.sh installs during `make test`. Where it
 is missing, tests that use these fixtures skip and say how to get it.
 
 These fixtures live outside conftest.py, so a test module opts in with

@@ -44,19 +44,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` different free ports: all held at once while chosen, so none is handed out twice
-    (one after another, the kernel may give a port just released to the next caller)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, deadline_s: float = DEADLINE_S) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` after the deadline."""
     end = time.monotonic() + deadline_s

@@ -19,7 +19,7 @@ OPERATIONS = REPO / "docs" / "operations.md"
 METRIC = re.compile(r"\b((?:steward|temporal)_[a-z_]+?)(?:_bucket|_sum|_count)?\b")
 
 promtool = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool not installed (tests/install-promtool.sh)")
+needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool not installed (tests/install-debian.sh, make test)")
 
 
 @needs_promtool

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from steward.devserver import free_ports
 from steward.identity import Principal, issue_token
-from tests.support import eventually, free_ports, wait_for_run
+from tests.support import eventually, wait_for_run
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "supervisor-test-secret-0123456789abcdef0123456789"

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from api.models import RunStatus
 from steward import search_attributes as sa
 from steward import temporal_client
 from steward.cli.supervisor import SERVER_READY_TIMEOUT_S, Supervisor
+from steward.devserver import free_ports
 from steward.identity import Principal, issue_token
 from steward.logs import configure_logging
 from steward.settings import Settings
@@ -362,19 +362,6 @@ async def measure(paths: dict[str, RunOnce], runs: int, concurrency: int, proces
 # --- a Steward of its own ---------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    """Different free ports, all held while chosen: one after another, the kernel may hand a port
-    just released to the next caller, and two servers would then race for it."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -393,7 +380,7 @@ class _OwnServerSettings(Settings):
 @contextlib.asynccontextmanager
 async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[tuple[Settings, Processes]]:
     """`steward up` in a temporary data dir on free ports, quiet, its output in steward.log."""
-    api_port, temporal_port, ui_port, metrics_port = _free_ports(4)
+    api_port, temporal_port, ui_port, metrics_port = free_ports(4)
     values: dict[str, Any] = {
         "data_dir": data_dir, "api_port": api_port, "temporal_port": temporal_port, "ui_port": ui_port,
         "worker_metrics_port": metrics_port,
