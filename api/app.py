@@ -15,9 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import inbox
-from activities.artifacts.objects import FileObjectStore
 from activities.artifacts.store import FileArtifactStore
-from activities.audit.log import AuditLog
+from activities.audit.activity import audit_log
 from api.errors import install_error_handlers
 from api.paging import PageTokens
 from api.log_paths import loggable_path
@@ -85,7 +84,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         # One keyring for the API's artifact reads and its /codec endpoint, read once.
         keyring = Keyring.from_settings(settings)
         app.state.artifacts = FileArtifactStore(settings.artifacts_dir, keyring)
-        app.state.audit = AuditLog(FileObjectStore(settings.audit_dir))  # read only: workers write it
+        app.state.audit = audit_log(settings)  # reads (and the API's cancel entries); workers sign
         app.state.codec = EncryptionCodec(keyring)
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)

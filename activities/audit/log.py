@@ -93,7 +93,9 @@ class AuditLog:
     def __init__(self, store: ObjectStore, signer: Signer | None = None) -> None:
         self.store = store
         self.signer = signer
-        self._tails: dict[str, int] = {}  # where this process last saw each chain end: a hint too
+        # Where this process last saw each chain end, and that entry's SHA-256: a hint too, which
+        # spares re-reading the last entry before each append.
+        self._tails: dict[str, tuple[int, str]] = {}
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -112,12 +114,13 @@ class AuditLog:
         while True:
             entry = AuditEntry(seq=seq + 1, prev=prev, at=at or datetime.now(UTC), tenant=tenant, event_id=event_id,
                                kind=kind, run_id=run_id, workflow=workflow, data=data or {})
-            if self.store.create(_entry_key(tenant, entry.seq), entry.canonical()):
+            stored = entry.canonical()
+            if self.store.create(_entry_key(tenant, entry.seq), stored):
                 break
             seq, prev = seq + 1, sha256(self.store.read(_entry_key(tenant, seq + 1)))  # another writer's
         if run_id:
             self.store.create(f"{_run_folder(tenant, run_id)}/{entry.seq:0{_SEQ_WIDTH}d}", b"")
-        self._tails[tenant] = entry.seq
+        self._tails[tenant] = (entry.seq, sha256(stored))
         if entry.seq % TAIL_HINT_EVERY == 0:
             self.store.replace(f"{tenant}/tail", str(entry.seq).encode())
         self.store.create(marker, str(entry.seq).encode())
@@ -138,19 +141,22 @@ class AuditLog:
 
     def _tail(self, tenant: str) -> tuple[int, str]:
         """The last entry's sequence number and SHA-256 (0 and GENESIS for none), from a hint on."""
-        try:
-            seq = self._tails.get(tenant) or int(self.store.read(f"{tenant}/tail"))
-            last = self.store.read(_entry_key(tenant, seq)) if seq else None
-        except (ObjectNotFound, ValueError):
-            keys = self.store.list(f"{tenant}/entries")
-            seq = _seq_of(keys[-1]) if keys else 0
-            last = self.store.read(keys[-1]) if keys else None
+        seq, digest = self._tails.get(tenant) or self._hinted_tail(tenant)
         while True:  # the hint may lag: another writer appended since
             try:
                 following = self.store.read(_entry_key(tenant, seq + 1))
             except ObjectNotFound:
-                return seq, sha256(last) if last is not None else GENESIS
-            seq, last = seq + 1, following
+                return seq, digest
+            seq, digest = seq + 1, sha256(following)
+
+    def _hinted_tail(self, tenant: str) -> tuple[int, str]:
+        """Where to start looking in a process new to this tenant: the tail hint, else the listing."""
+        try:
+            seq = int(self.store.read(f"{tenant}/tail"))
+            return seq, sha256(self.store.read(_entry_key(tenant, seq)))
+        except (ObjectNotFound, ValueError):
+            keys = self.store.list(f"{tenant}/entries")
+            return (_seq_of(keys[-1]), sha256(self.store.read(keys[-1]))) if keys else (0, GENESIS)
 
     # --- reading ----------------------------------------------------------------------------
 

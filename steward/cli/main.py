@@ -253,16 +253,9 @@ def cmd_mail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_log(settings, *, signing: bool):
-    from activities.artifacts.objects import FileObjectStore
-    from activities.audit.log import AuditLog
-    from activities.audit.signing import Signer
-
-    return AuditLog(FileObjectStore(settings.audit_dir), Signer.from_settings(settings) if signing else None)
-
-
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Exit 0 only when every chain and every signed head holds; 1 naming the first problem."""
+    from activities.audit.activity import audit_log
     from activities.audit.signing import Signer, load_public_key
 
     settings = _settings(args)
@@ -271,7 +264,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                       else Signer.from_settings(settings).public_key)
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the public key: {exc}") from None
-    log = _audit_log(settings, signing=False)
+    log = audit_log(settings)
     tenants = [args.tenant] if args.tenant else log.tenants()
     if not tenants:
         print(f"No audit log in {settings.audit_dir}.", file=sys.stderr)
