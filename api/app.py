@@ -18,12 +18,14 @@ from api import inbox
 from activities.artifacts.store import FileArtifactStore
 from activities.audit.activity import audit_log
 from api.errors import install_error_handlers
+from api.event_hub import EventHub
 from api.paging import PageTokens
 from api.log_paths import loggable_path
 from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import (
-    actions, activations, approvals, artifacts, audit, codec, health, hooks, incidents, metrics, runs, workflows,
+    actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, metrics, runs,
+    workflows,
 )
 from policies import rbac
 from steward import __version__, temporal_client
@@ -85,11 +87,13 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         keyring = Keyring.from_settings(settings)
         app.state.artifacts = FileArtifactStore(settings.artifacts_dir, keyring)
         app.state.audit = audit_log(settings)  # reads (and the API's cancel entries); workers sign
+        app.state.event_hub = EventHub(app.state.audit, settings.events_max_streams_per_tenant)
         app.state.codec = EncryptionCodec(keyring)
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)
         log.info("api started", temporal=settings.temporal_address, workflows=sorted(app.state.catalog.specs))
         yield
+        await app.state.event_hub.close()
 
     # FastAPIOffline: FastAPI's own docs pages, with their assets served locally instead of from a
     # CDN, so /docs and /redoc work on a machine without internet.
@@ -110,6 +114,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(approvals.router, dependencies=v1_limits)
     app.include_router(artifacts.router, dependencies=v1_limits)
     app.include_router(audit.router, dependencies=v1_limits)
+    app.include_router(events.router, dependencies=v1_limits)
     app.include_router(incidents.router, dependencies=v1_limits)
     app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)

@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     notify_allow_private_networks: bool = Field(
         False, description="Allow webhook targets on loopback/private addresses (development only)."
     )
+    # --- Events: streams and webhook subscriptions (docs/events.md) ---
+    events_max_streams_per_tenant: int = Field(
+        100, ge=1, description="Event streams a tenant may hold open at once (per API process); beyond it 429.")
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, description="Seconds between keep-alive comments on a quiet event stream, for proxies.")
+    subscription_secret_grace_hours: float = Field(
+        24.0, ge=0, description="After a secret rotation, how long the old secret still signs beside the new.")
     # Slack (or Mattermost) incoming webhook: its URL is the credential, so it is a secret.
     slack_webhook_url: SecretStr | None = Field(None, description="Incoming webhook URL for the slack channel.")
     # E-mail over SMTP.
@@ -246,6 +253,11 @@ class Settings(BaseSettings):
     @property
     def audit_signing_key_path(self) -> Path:
         return self.data_dir / AUDIT_SIGNING_KEY_FILE
+
+    @property
+    def subscriptions_db_path(self) -> Path:
+        """Webhook subscriptions, their secrets (encrypted) and their delivery log (activities/events/)."""
+        return self.data_dir / "subscriptions.db"
 
     @property
     def font_cache_dir(self) -> Path:

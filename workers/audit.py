@@ -26,7 +26,7 @@ from activities.audit.activity import AuditEvent
 from activities.llm.models import LlmTaskResult
 from steward.identity_headers import principal_from_headers
 from workflows import metrics
-from workflows.audit import audited, defer, digest, event_id, flush, record, record_soon
+from workflows.audit import audited, defer, digest, event_id, evented, flush, record, record_soon
 
 AUDIT_ACTIVITY = "append-audit-entries"
 
@@ -55,6 +55,7 @@ class _AuditInbound(WorkflowInboundInterceptor):
     async def _audited(self, input: ExecuteWorkflowInput) -> Any:
         if not audited():  # a run from before the audit log: replays as it ran
             return await super().execute_workflow(input)
+        evented()  # decided once, at the start: from here on, the run records as events need
         # Written with the run's first other entry (or its end): a local activity fewer per run.
         defer(AuditEvent(event_id=event_id("started"), kind="run.started", data={
             "requested_by": workflow.memo_value("requested_by", None),

@@ -158,6 +158,11 @@ def shown_digest(title: str, summary: str, shown: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _audited_receipt(receipt: ApprovalReceipt) -> dict[str, Any]:
+    """A receipt as the audit log keeps it: the comment is free text, so its digest stands for it."""
+    return {**receipt.model_dump(mode="json", exclude={"comment"}), "comment_sha256": digest(receipt.comment)}
+
+
 class ApprovalsMixin:
     """Gives a workflow `request_approval` and the `steward.decide` update."""
 
@@ -331,11 +336,12 @@ class ApprovalsMixin:
                 if event.kind == "voted":
                     receipt = state.receipts[votes]
                     votes += 1
-                    data["receipt"] = {**receipt.model_dump(mode="json", exclude={"comment"}),
-                                       "comment_sha256": digest(receipt.comment)}
+                    data["receipt"] = _audited_receipt(receipt)
+                    data["receipt_sha256"] = digest(data["receipt"])
                 elif event.kind in ("decided", "auto_decided"):
                     data |= {"status": state.status, "decided_by": state.decided_by,
-                             "auto_decision": state.auto_decision, "reason": state.reason}
+                             "auto_decision": state.auto_decision, "reason": state.reason,
+                             "receipt_sha256s": [digest(_audited_receipt(r)) for r in state.receipts]}
                 events.append(AuditEvent(event_id=event_id("approval", state.key, str(number)),
                                          kind=f"approval.{event.kind}", data=data))
             self._steward_audited[state.key] = len(state.events)

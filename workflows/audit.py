@@ -13,19 +13,20 @@ for them, and true, recorded in history, for every run since.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from datetime import timedelta
 from typing import Any
 
-from pydantic_core import to_jsonable_python
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit.activity import AuditBatch, AuditEvent, append_audit_entries
+    from activities.audit.log import digest
 
 AUDIT_PATCH = "steward-audit-log"
+# Runs since events (activities/events/) record what only they know as it happens (stage changes,
+# incident states), and `record_soon` gathers what one workflow task records into one write.
+EVENTS_PATCH = "steward-events"
 NO_TENANT = "_none"  # runs started without a tenant (outside the API); no real tenant can be named so
 # A local file write and fsync; retried for a long while, since a run must not go on unaudited.
 AUDIT_TIMEOUT = timedelta(seconds=30)
@@ -37,10 +38,8 @@ def audited() -> bool:
     return workflow.patched(AUDIT_PATCH)
 
 
-def digest(value: Any) -> str:
-    """SHA-256 of a value's canonical JSON: what an entry holds instead of the value."""
-    canonical = json.dumps(to_jsonable_python(value, fallback=str), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def evented() -> bool:
+    return audited() and workflow.patched(EVENTS_PATCH)
 
 
 def event_id(*parts: str) -> str:
@@ -65,9 +64,25 @@ def defer(*events: AuditEvent) -> None:
 
 def record_soon(*events: AuditEvent) -> None:
     """`record` for synchronous code (a handler's bookkeeping): written in the background; the
-    run's end waits for it (workers/audit.py calls `flush`)."""
-    if events and audited():
-        _run_state().setdefault("pending", []).append(asyncio.ensure_future(record(*events)))
+    run's end waits for it (workers/audit.py calls `flush`). What one workflow task records this
+    way goes in one write: a stage change and the approval request after it cost one local activity."""
+    if not events or not audited():
+        return
+    state = _run_state()
+    if not evented():  # runs from before: one write per call, as they ran
+        state.setdefault("pending", []).append(asyncio.ensure_future(record(*events)))
+        return
+    state.setdefault("deferred", []).extend(events)
+    if not state.get("write_scheduled"):
+        state["write_scheduled"] = True
+        state.setdefault("pending", []).append(asyncio.ensure_future(_write_deferred()))
+
+
+async def _write_deferred() -> None:
+    state = _run_state()
+    async with state.setdefault("writing", asyncio.Lock()):
+        state["write_scheduled"] = False  # from here on, a new record_soon needs a write of its own
+    await record()
 
 
 async def flush() -> None:
@@ -106,5 +121,5 @@ async def record(*events: AuditEvent, sign_head: bool = False) -> None:
         )
 
 
-__all__ = ["AUDIT_PATCH", "AuditEvent", "audited", "defer", "digest", "event_id", "flush", "numbered", "record",
-           "record_soon"]
+__all__ = ["AUDIT_PATCH", "EVENTS_PATCH", "AuditEvent", "audited", "defer", "digest", "event_id", "evented", "flush",
+           "numbered", "record", "record_soon"]

@@ -22,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 from steward import metric_names
 from steward.search_attributes import INCIDENT_STATE, SERVICE, SEVERITY
-from workflows import metrics
+from workflows import audit, metrics
 from workflows.approvals import APPROVAL_ACTIVITIES, ApprovalRequest, ApprovalsMixin, LadderStep
 from workflows.artifacts import record_artifacts
 from workflows.cpu_steps import execute_cpu_activity
@@ -420,6 +420,9 @@ class IncidentResponseWorkflow(ApprovalsMixin):
     def _set_state(self, state: State) -> None:
         self.state = state
         workflow.upsert_search_attributes([INCIDENT_STATE.value_set(state)])
+        if state in ("acknowledged", "resolved") and audit.evented():
+            audit.record_soon(audit.AuditEvent(event_id=audit.event_id("incident", state), kind=f"incident.{state}",
+                                               data={"state": state}))
 
     def _cancel_pages(self) -> None:
         for task in self._paging:

@@ -28,6 +28,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_jsonable_python
 
 from activities.artifacts.objects import ObjectNotFound, ObjectStore
 from activities.audit.signing import Signer, signature_holds
@@ -87,6 +88,12 @@ def canonical_json(value: Any) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def digest(value: Any) -> str:
+    """SHA-256 of a value's canonical JSON: what an entry holds instead of the value."""
+    canonical = json.dumps(to_jsonable_python(value, fallback=str), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class AuditLog:
@@ -173,6 +180,21 @@ class AuditLog:
             if entry.event_id not in seen:
                 seen.add(entry.event_id)
                 yield entry
+
+    def last_seq(self, tenant: str) -> int:
+        """Where the tenant's chain ends now: 0 for a tenant with no entries."""
+        return self._tail(tenant)[0]
+
+    def following(self, tenant: str, after: int, *, limit: int = 1000) -> list[AuditEntry]:
+        """The entries after `after`, at most `limit`, read one by one: what a tail polls for,
+        without listing the whole log."""
+        entries: list[AuditEntry] = []
+        while len(entries) < limit:
+            try:
+                entries.append(self.entry(tenant, after + len(entries) + 1))
+            except ObjectNotFound:
+                break
+        return entries
 
     def run_entries(self, tenant: str, run_id: str) -> list[AuditEntry]:
         """A run's entries in order (a retried event once); [] for a run this tenant never had."""
