@@ -17,6 +17,7 @@ from temporalio.client import Client
 from api import inbox
 from activities.artifacts.store import FileArtifactStore
 from activities.audit.activity import audit_log
+from activities.events.subscriptions import SubscriptionStore
 from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.paging import PageTokens
@@ -25,7 +26,7 @@ from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import (
     actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, metrics, runs,
-    workflows,
+    subscriptions, workflows,
 )
 from policies import rbac
 from steward import __version__, temporal_client
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         app.state.artifacts = FileArtifactStore(settings.artifacts_dir, keyring)
         app.state.audit = audit_log(settings)  # reads (and the API's cancel entries); workers sign
         app.state.event_hub = EventHub(app.state.audit, settings.events_max_streams_per_tenant)
+        app.state.subscriptions = SubscriptionStore(settings, keyring)
         app.state.codec = EncryptionCodec(keyring)
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)
@@ -115,6 +117,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(artifacts.router, dependencies=v1_limits)
     app.include_router(audit.router, dependencies=v1_limits)
     app.include_router(events.router, dependencies=v1_limits)
+    app.include_router(subscriptions.router, dependencies=v1_limits)
     app.include_router(incidents.router, dependencies=v1_limits)
     app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)

@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from activities.artifacts.store import ArtifactStore
 from activities.audit.log import AuditLog
+from activities.events.subscriptions import SubscriptionStore
 from api.errors import ApiError
 from api.metrics import ApiMetrics
 from api.paging import PageTokens
@@ -62,6 +63,10 @@ async def get_audit(request: Request) -> AuditLog:
     return request.app.state.audit
 
 
+async def get_subscriptions(request: Request) -> SubscriptionStore:
+    return request.app.state.subscriptions
+
+
 async def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
@@ -70,6 +75,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+SubscriptionsDep = Annotated[SubscriptionStore, Depends(get_subscriptions)]
 PageTokensDep = Annotated[PageTokens, Depends(get_page_tokens)]
 ClientDep = Annotated[Client, Depends(get_client)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]

@@ -43,8 +43,9 @@ class StartRunRequest(BaseModel):
     input: dict[str, Any] = Field(description="The workflow's input; see its input_schema.")
     callback_url: AnyHttpUrl | None = Field(
         None,
-        description="Stored with the run and shown in its details, for the workflow's notification step; "
-        "workflows without one do not call it.",
+        description="Called when the run ends (run.completed, run.failed, run.cancelled or run.timed_out), as a "
+        "Standard Webhook signed with the platform secret and retried for up to a day (docs/events.md); shown in the "
+        "run's details.",
     )
 
 

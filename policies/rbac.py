@@ -37,6 +37,7 @@ ACTIONS = frozenset({
     "incidents:respond",
     "codec:decode",
     "metrics:read",
+    "subscriptions:manage",
 })
 # Actions with a parameter: runs:start:<workflow name>.
 PARAMETERISED_ACTIONS = frozenset({"runs:start:"})

@@ -70,12 +70,14 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
 
 def test_every_module_in_workflows_is_a_workflow_or_a_building_block_passed_through_the_sandbox() -> None:
     """A new building block must be listed (or it is re-imported for every run); a workflow
-    module must not be (or the sandbox stops checking it)."""
-    from workers.worker import WORKFLOW_BUILDING_BLOCKS
+    module must not be (or the sandbox stops checking it), the platform's own (event delivery) included."""
+    from workers.worker import PLATFORM_WORKFLOWS, WORKFLOW_BUILDING_BLOCKS
     from workflows.catalog import discover
 
     workflow_modules = {spec.workflow.__module__ for spec in discover().specs.values()}
     modules = {f"workflows.{p.stem}" for p in (ROOT / "workflows").glob("*.py") if p.stem != "__init__"}
 
+    platform_modules = {w.__module__ for w in PLATFORM_WORKFLOWS}
     assert workflow_modules.isdisjoint(WORKFLOW_BUILDING_BLOCKS)
-    assert modules == workflow_modules | set(WORKFLOW_BUILDING_BLOCKS)
+    assert platform_modules.isdisjoint(WORKFLOW_BUILDING_BLOCKS)
+    assert modules == workflow_modules | platform_modules | set(WORKFLOW_BUILDING_BLOCKS)

@@ -15,7 +15,6 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from workers.worker import sandbox_runner
 from workflows.catalog import discover
 from workflows.document_fingerprint import DocumentFingerprintInput, DocumentFingerprintOutput
 
@@ -24,9 +23,12 @@ from workflows.document_fingerprint import DocumentFingerprintInput, DocumentFin
 with workflow.unsafe.imports_passed_through():
     from tests.conftest import TEST_DATA_CONVERTER, test_interceptors
     from workers.audit import AuditInterceptor
+    from workers.worker import PLATFORM_WORKFLOWS, sandbox_runner
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 BUILTIN = sorted(discover().specs)
+# The platform's own workflows, hosted outside the catalog (workers/worker.py).
+PLATFORM = {w.__temporal_workflow_definition.name: w for w in PLATFORM_WORKFLOWS}
 
 
 def load_history(name: str, path: Path | None = None) -> WorkflowHistory:
@@ -41,13 +43,14 @@ def histories(name: str) -> list[Path]:
     return [HISTORIES / f"{name}.json", *sorted(HISTORIES.glob(f"{name}.*.json"))]
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", [*BUILTIN, *PLATFORM])
 async def test_workflow_replays_its_committed_histories(name):
     spec = discover().get(name)
+    workflow_class = spec.workflow if spec else PLATFORM[name]
     # With the identity interceptor, as every worker has it: an accepted update's handler reads who
     # sent it from the header (without re-verifying, so replay survives a rotated secret).
-    replayer = Replayer(workflows=[spec.workflow], data_converter=TEST_DATA_CONVERTER, workflow_runner=sandbox_runner(),
-                        interceptors=[*test_interceptors(), AuditInterceptor()])
+    replayer = Replayer(workflows=[workflow_class], data_converter=TEST_DATA_CONVERTER,
+                        workflow_runner=sandbox_runner(), interceptors=[*test_interceptors(), AuditInterceptor()])
     for path in histories(name):
         await replayer.replay_workflow(load_history(name, path))
 

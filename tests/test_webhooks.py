@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -88,9 +89,10 @@ class Receiver:
 
 
 @asynccontextmanager
-async def serve_receiver() -> AsyncIterator[Receiver]:
-    port = free_port()
-    receiver = Receiver(url=f"http://127.0.0.1:{port}/hooks")
+async def serve_receiver(port: int | None = None, receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
+    """A receiver on `port` (a free one by default); pass `receiver` to serve one that was down."""
+    port = port or free_port()
+    receiver = receiver or Receiver(url=f"http://127.0.0.1:{port}/hooks")
     app = Starlette(routes=[Route("/{path:path}", receiver.handle, methods=["POST"])])
     async with serve_asgi(app, port):
         yield receiver
@@ -139,18 +141,25 @@ async def refusal(url: str | None, kind: str = "callback") -> ApplicationError:
 
 # --- Signing -------------------------------------------------------------------------------
 
-def test_signature_matches_the_reference_implementation():
+def test_signature_is_the_reference_implementations_with_one_per_live_secret():
     body = b'{"data":{"a":1},"timestamp":"2026-01-02T03:04:05.000Z","type":"x"}'
     timestamp = 1_767_323_045
-    expected = Webhook(SECRET).sign("msg-1", datetime.fromtimestamp(timestamp, timezone.utc), body.decode())
-    assert sign(SECRET, "msg-1", timestamp, body) == expected
-    assert sign(SECRET.removeprefix("whsec_"), "msg-1", timestamp, body) == expected
-    assert sign(webhook_secret(), "msg-1", timestamp, body) != expected
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    expected = Webhook(SECRET).sign("msg-1", moment, body.decode())
+    assert sign([SECRET], "msg-1", timestamp, body) == expected
+    assert sign([SECRET.removeprefix("whsec_")], "msg-1", timestamp, body) == expected
+    rotated = webhook_secret()
+    assert sign([rotated, SECRET], "msg-1", timestamp, body) == (
+        f"{Webhook(rotated).sign('msg-1', moment, body.decode())} {expected}")
+    headers = {"webhook-id": "msg-1", "webhook-timestamp": str(int(time.time())), "webhook-signature": sign(
+        [rotated, SECRET], "msg-1", int(time.time()), body)}
+    for secret in (rotated, SECRET):  # receivers on either secret accept it
+        assert Webhook(secret).verify(body, headers) == json.loads(body)
 
 
 def test_a_secret_that_is_not_base64_is_refused():
     with pytest.raises(ValueError):
-        sign("whsec_not base64!", "msg-1", 0, b"{}")
+        sign(["whsec_not base64!"], "msg-1", 0, b"{}")
 
 
 # --- Through a real worker -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit.activity import append_audit_entries
+from activities.events.delivery import EVENTS_TASK_QUEUE
 from policies import output as output_policy
 from policies import rbac, routing
 from steward import runtime, temporal_client
@@ -28,6 +29,7 @@ from steward.settings import Settings
 from workers.audit import AuditInterceptor
 from workers.cpu import CpuPool, cpu_pool, is_cpu_bound
 from workflows.catalog import Catalog, discover
+from workflows.event_delivery import DELIVERY_ACTIVITIES, EventDeliveryWorkflow
 from workflows.spec import cpu_task_queue
 
 log = get_logger(__name__)
@@ -55,6 +57,10 @@ SANDBOX_PASSTHROUGH_MODULES = (
 )
 
 
+# Workflows of the platform itself, hosted beside the catalog's but never offered by the API.
+PLATFORM_WORKFLOWS = (EventDeliveryWorkflow,)
+
+
 def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH_MODULES)
@@ -68,7 +74,10 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
     queues = sorted(catalog.task_queues().items())
     # The CPU workers share the pool's processes: together they accept no more than it runs.
     cpu_queues = sum(1 for _, specs in queues if any(is_cpu_bound(a) for a in catalog.activities_for(specs)))
-    workers = []
+    # Webhook deliveries on a queue of their own: a backlog of retries never delays a run.
+    workers = [Worker(client, task_queue=EVENTS_TASK_QUEUE, workflows=list(PLATFORM_WORKFLOWS),
+                      activities=list(DELIVERY_ACTIVITIES), workflow_runner=sandbox_runner(),
+                      graceful_shutdown_timeout=grace)]
     for task_queue, specs in queues:
         activities = catalog.activities_for(specs)
         workers.append(Worker(

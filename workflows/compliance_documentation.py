@@ -153,9 +153,11 @@ class ComplianceDocumentationWorkflow(ApprovalsMixin):
         record_artifacts([report])
 
         enter_stage("notify", "Notifying")
-        callback_url = workflow.memo_value("callback_url", None)
         targets = [WebhookTarget(kind="platform", url=None)]
-        if callback_url:
+        # Runs started since events exist have their callback_url called by the event delivery
+        # machinery (docs/events.md) when they end; runs started before still call it here.
+        callback_url = workflow.memo_value("callback_url", None)
+        if callback_url and workflow.memo_value("callback_delivery", None) != "events":
             targets.insert(0, WebhookTarget(kind="callback", url=callback_url))
         notifications = await notify(targets, "compliance.decision", {
             "run_id": workflow.info().workflow_id, "decision": decision.decision, "risk_level": risk_level,

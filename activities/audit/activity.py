@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.artifacts.objects import FileObjectStore
-from activities.audit.log import AuditLog
+from activities.audit.log import AuditEntry, AuditLog
+from activities.events.delivery import dispatch
 from activities.audit.signing import Signer
 from steward import runtime
 from steward.logs import get_logger
@@ -45,7 +46,7 @@ def audit_log(settings: Settings, *, signing: bool = False) -> AuditLog:
 _logs: dict[Path, AuditLog] = {}
 
 
-def _worker_log(settings: Settings) -> AuditLog:
+def worker_audit_log(settings: Settings) -> AuditLog:
     """One log per data dir for this process, with its signer: it remembers where each chain ends,
     and the key is read once."""
     log_ = _logs.get(settings.audit_dir)
@@ -56,16 +57,20 @@ def _worker_log(settings: Settings) -> AuditLog:
 
 @activity.defn(name="append-audit-entries")
 async def append_audit_entries(batch: AuditBatch) -> AuditWritten:
-    audit = _worker_log(runtime.settings())
+    settings = runtime.settings()
+    audit = worker_audit_log(settings)
 
-    def write() -> AuditWritten:  # file writes and fsyncs: off the event loop
+    def write() -> list[AuditEntry]:  # file writes and fsyncs: off the event loop
         entries = [audit.append(batch.tenant, event.event_id, event.kind, run_id=batch.run_id,
                                 workflow=batch.workflow, data=event.data) for event in batch.events]
         if batch.sign_head:
             audit.sign_head(batch.tenant)
-        return AuditWritten(seqs=[entry.seq for entry in entries])
+        return entries
 
-    written = await asyncio.to_thread(write)
-    log.info("audit entries written", tenant=batch.tenant, workflow_id=batch.run_id, seqs=written.seqs,
-             kinds=[event.kind for event in batch.events])
-    return written
+    entries = await asyncio.to_thread(write)
+    log.info("audit entries written", tenant=batch.tenant, workflow_id=batch.run_id,
+             seqs=[entry.seq for entry in entries], kinds=[event.kind for event in batch.events])
+    # Webhook subscriptions hear of them now. Failing here fails the attempt, and the retry finds
+    # the entries written and dispatches again: nothing written goes unannounced.
+    await dispatch(settings, audit, batch.tenant, entries)
+    return AuditWritten(seqs=[entry.seq for entry in entries])

@@ -16,9 +16,8 @@ without keys. Emails are not checked for uniqueness: that would need a determini
 each one at rest, a pseudonym linking records across onboardings, and the stand-in has no sign-in
 for which two users with one email would be ambiguous.
 
-The file survives restarts: it is durable (WAL, committed before a call returns) and made whole
-under a temporary name before it is linked into place, mode 0600 (a directory it creates is 0700). Its schema
-version is `PRAGMA user_version`; a file from a newer Steward is refused rather than misread.
+The file survives restarts, is private (0600) and versioned: steward/databases.py, which it
+shares with the webhook subscriptions.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 from activities.connectors.errors import misconfigured, rejected, unavailable
@@ -45,7 +43,7 @@ from activities.connectors.models import (
     UserRequest,
 )
 from steward.codec import Keyring, KeyringError
-from steward.files import create_once
+from steward import databases
 from steward.settings import Settings
 
 SYSTEM = "embedded"
@@ -54,7 +52,7 @@ T = TypeVar("T")
 
 # STRICT: SQLite refuses a value of the wrong type instead of storing it. key_id names the keyring
 # key that encrypted the row's BLOB columns (the personal ones), so keys can rotate.
-_SCHEMA = (
+_SCHEMA = databases.Schema(SCHEMA_VERSION, (
     """
     CREATE TABLE IF NOT EXISTS accounts (
         account_id      TEXT PRIMARY KEY,
@@ -101,7 +99,7 @@ _SCHEMA = (
         updated_at      TEXT NOT NULL
     ) STRICT
     """,
-)
+))
 
 
 @dataclass(frozen=True)
@@ -202,52 +200,10 @@ class _Database:
         return clear
 
     def _connect(self) -> sqlite3.Connection:
-        if not self.path.exists():
-            _create(self.path)
-        # mode=rw: SQLite must never create the file itself, with the umask's mode and no schema.
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, timeout=self.busy_timeout_s,
-                             isolation_level=None)
         try:
-            db.row_factory = sqlite3.Row
-            # In WAL, NORMAL loses no commit when a process dies; only a power cut may lose the last ones.
-            db.execute("PRAGMA synchronous=NORMAL")
-            _migrate(db)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-
-def _create(path: Path) -> None:
-    """Make the database whole under a private temporary name, then link it into place: no process
-    opens a half-made file, and processes starting at once agree on one (all links but the first fail)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    def schema(temporary: str) -> None:
-        # create_once's file is 0600, and SQLite gives the -wal and -shm files the database's mode.
-        with closing(sqlite3.connect(temporary, isolation_level=None)) as db:
-            # Recorded in the file: every later connection uses WAL, so reads never wait on a write.
-            db.execute("PRAGMA journal_mode=WAL")
-            _migrate(db)
-
-    create_once(path, schema)
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise misconfigured(SYSTEM, f"the database has schema version {version}; this Steward knows up to "
-                                    f"{SCHEMA_VERSION}: upgrade it")
-    if version == SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _SCHEMA:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+            return databases.connect(self.path, _SCHEMA, busy_timeout_s=self.busy_timeout_s)
+        except databases.SchemaTooNew as error:
+            raise misconfigured(SYSTEM, str(error)) from error
 
 
 def _find(db: sqlite3.Connection, table: _Table, onboarding_id: str) -> sqlite3.Row | None:

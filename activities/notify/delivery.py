@@ -27,6 +27,8 @@ def delivery_log_context(**fields: Any) -> Iterator[None]:
 def delivery_failure(message: str, error_type: str, *, non_retryable: bool = False,
                      next_retry_delay: timedelta | None = None, **details: Any) -> ApplicationError:
     """A failed delivery. Its details carry what the workflow cannot know itself: how many attempts
-    were made (ActivityError does not say), plus `details` such as the target's host."""
-    return ApplicationError(message, {**details, "attempt": activity.info().attempt}, type=error_type,
+    were made (ActivityError does not say), plus `details` such as the target's host. Outside an
+    activity (the API checking a URL before anything is sent) there is no attempt to count."""
+    attempt = activity.info().attempt if activity.in_activity() else None
+    return ApplicationError(message, {**details, "attempt": attempt}, type=error_type,
                             non_retryable=non_retryable, next_retry_delay=next_retry_delay)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import ipaddress
 import json
 import socket
@@ -32,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, Field
+from standardwebhooks import Webhook
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -109,11 +108,16 @@ def signing_key(secret: str) -> bytes:
     return key
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The webhook-signature value for one message: `v1,<base64 HMAC-SHA256>`."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+def sign(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature header for one message: `v1,<base64 HMAC-SHA256>` per secret, space-
+    separated (Standard Webhooks' way of signing with an old and a new secret during a rotation),
+    by the specification's reference library. Raises ValueError for a secret that is not whsec_."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    signatures = []
+    for secret in secrets:
+        signing_key(secret)  # refuse a malformed secret here: the library would sign with garbage
+        signatures.append(Webhook(secret).sign(msg_id, moment, body.decode()))
+    return " ".join(signatures)
 
 
 def payload(request: WebhookDeliveryRequest, now: datetime) -> bytes:
@@ -157,7 +161,7 @@ async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddre
     return list(dict.fromkeys(addresses))
 
 
-async def _checked_destination(url: str, host: str | None, allow_private: bool) -> tuple[httpx.URL, str, str]:
+async def checked_destination(url: str, host: str | None, allow_private: bool) -> tuple[httpx.URL, str, str]:
     """The URL to connect to (the target's, with its host replaced by a checked address), the
     Host header and the TLS server name that keep the request addressed to the original host.
     Raises when the target is refused.
@@ -220,6 +224,34 @@ def _outcome_error(status: int, headers: httpx.Headers, host: str | None) -> App
     return _failure(f"the webhook receiver answered {status}", WEBHOOK_UNAVAILABLE, host)
 
 
+def signed_headers(message_id: str, timestamp: int, signature: str) -> dict[str, str]:
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature,
+            "content-type": "application/json", "user-agent": USER_AGENT}
+
+
+async def post_checked(destination: httpx.URL, host_header: str, server_name: str, body: bytes,
+                       headers: dict[str, str], host: str | None) -> tuple[int, httpx.Headers]:
+    """POST `body` to a destination `checked_destination` gave: the status and headers of the
+    answer, whose body is never read. Raises WebhookUnavailable when nothing answered."""
+    extensions = {"sni_hostname": server_name} if destination.scheme == "https" else {}
+    try:
+        # trust_env=False: an HTTP(S)_PROXY would resolve the name again on its side, out of
+        # the guard's sight. follow_redirects=False: see _outcome_error.
+        async with (
+            httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client,
+            # Streamed and never read: a receiver's answer body is not ours to download.
+            client.stream("POST", destination, content=body, headers={**headers, "host": host_header},
+                          extensions=extensions) as response,
+        ):
+            return response.status_code, response.headers
+    except httpx.TimeoutException:
+        error = _failure("the webhook receiver timed out", WEBHOOK_UNAVAILABLE, host)
+    except httpx.TransportError:
+        error = _failure("the webhook receiver is unreachable", WEBHOOK_UNAVAILABLE, host)
+    log.warning("webhook not delivered", error_type=error.type, reason=error.message)
+    raise error
+
+
 @activity.defn(name="deliver-webhook")
 async def deliver_webhook(request: WebhookDeliveryRequest) -> WebhookDeliveryResult:
     info = activity.info()
@@ -234,7 +266,7 @@ async def deliver_webhook(request: WebhookDeliveryRequest) -> WebhookDeliveryRes
                 return WebhookDeliveryResult(delivered=False, skipped=True, attempt=info.attempt)
             raise _failure("the callback target has no URL", WEBHOOK_TARGET_FORBIDDEN, None, non_retryable=True)
         try:
-            destination, host_header, server_name = await _checked_destination(
+            destination, host_header, server_name = await checked_destination(
                 url, host, settings.notify_allow_private_networks)
         except ApplicationError as err:
             log.warning("webhook target refused", error_type=err.type, reason=err.message)
@@ -242,35 +274,13 @@ async def deliver_webhook(request: WebhookDeliveryRequest) -> WebhookDeliveryRes
         timestamp = int(time.time())
         body = payload(request, datetime.fromtimestamp(timestamp, timezone.utc))
         try:
-            signature = sign(settings.webhook_signing_secret(), request.message_id, timestamp, body)
+            signature = sign([settings.webhook_signing_secret()], request.message_id, timestamp, body)
         except ValueError:
             raise _failure("the webhook signing secret is not a whsec_ secret", WEBHOOK_MISCONFIGURED, host,
                            non_retryable=True) from None
-        headers = {
-            "host": host_header,
-            "webhook-id": request.message_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature,
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-        }
-        extensions = {"sni_hostname": server_name} if destination.scheme == "https" else {}
-        try:
-            # trust_env=False: an HTTP(S)_PROXY would resolve the name again on its side, out of
-            # the guard's sight. follow_redirects=False: see _outcome_error.
-            async with (
-                httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client,
-                # Streamed and never read: a receiver's answer body is not ours to download.
-                client.stream("POST", destination, content=body, headers=headers, extensions=extensions) as response,
-            ):
-                status = response.status_code
-                response_headers = response.headers
-        except httpx.TimeoutException:
-            error = _failure("the webhook receiver timed out", WEBHOOK_UNAVAILABLE, host)
-        except httpx.TransportError:
-            error = _failure("the webhook receiver is unreachable", WEBHOOK_UNAVAILABLE, host)
-        else:
-            error = _outcome_error(status, response_headers, host)
+        headers = signed_headers(request.message_id, timestamp, signature)
+        status, response_headers = await post_checked(destination, host_header, server_name, body, headers, host)
+        error = _outcome_error(status, response_headers, host)
         if error is not None:
             log.warning("webhook not delivered", error_type=error.type, reason=error.message)
             raise error

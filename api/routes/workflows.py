@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import CatalogDep, ClientDep, CurrentPrincipal, MetricsDep, RbacDep, authorize, require
+from activities.events.model import TERMINAL_TYPES
+from api.deps import CatalogDep, ClientDep, CurrentPrincipal, MetricsDep, RbacDep, SubscriptionsDep, authorize, require
 from api.errors import ApiError, ErrorResponse, validation_error
 from api.models import RunAccepted, RunStatus, StartRunRequest, WorkflowCatalog, WorkflowInfo
 from api.run_records import describe_for_tenant, run_link, status_of
@@ -71,6 +72,8 @@ def new_run_options(spec: WorkflowSpec, validated: BaseModel, principal: Princip
         "execution_timeout": spec.execution_timeout,
         "memo": {"requested_by": principal.sub, "tenant": principal.tenant, "request_sha256": request_sha256,
                  "callback_url": callback_url,
+                 # The callback is a subscription of the run's own (docs/events.md), not a workflow step.
+                 "callback_delivery": "events" if callback_url else None,
                  # For the audit log's run.started entry: which key, without the key itself.
                  "idempotency_key_sha256": hashlib.sha256(idempotency_key.encode()).hexdigest()
                  if idempotency_key else None},
@@ -100,6 +103,7 @@ async def start_run(
     principal: CurrentPrincipal,
     client: ClientDep,
     metrics: MetricsDep,
+    subscriptions: SubscriptionsDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
 ) -> RunAccepted:
@@ -110,6 +114,9 @@ async def start_run(
     callback_url = str(body.callback_url) if body.callback_url else None
     digest = request_digest(spec, validated.model_dump(mode="json"), callback_url)
     run_id = _run_id(spec, principal, idempotency_key)
+    # Before the run starts, so its end cannot come first; undone below if this request starts nothing.
+    registered = callback_url is not None and await subscriptions.add_callback(
+        principal.tenant, run_id, callback_url, sorted(TERMINAL_TYPES), principal.sub)
     try:
         await client.start_workflow(
             spec.name,
@@ -128,6 +135,8 @@ async def start_run(
             raise  # a fresh uuid collided: not something a caller can fix
         existing = await describe_for_tenant(client, run_id, principal.tenant)
         if (await existing.memo()).get("request_sha256") != digest:
+            if registered:
+                await subscriptions.remove_callback(principal.tenant, run_id)
             raise ApiError(
                 409, "idempotency_key_reused",
                 "this Idempotency-Key was already used with a different request body",
