@@ -165,3 +165,40 @@ async def test_mail_command_prints_the_maildir_messages_as_a_person_reads_them(t
     assert "To: hanna@example.com" in result.stdout and "Subject: Welcome" in result.stdout
     assert f"Activate: {link}" in result.stdout  # unfolded: copied from here, the link works
     assert run_cli("mail", "--last", "0", env=env).returncode == 2
+
+
+async def test_runs_watch_follows_a_run_live_and_exits_by_how_it_ended(capsys, api_url, auth, http, gate):
+    token = auth()["Authorization"].removeprefix("Bearer ")
+    common = ["--token", token, "--api-url", api_url]
+    started = await http.post("/v1/workflows/test-gated/runs", json={"input": gate}, headers=auth())
+    run_id = started.json()["id"]
+    watching = asyncio.create_task(cli(capsys, "runs", "watch", run_id, *common))
+    await wait_for_run_to_start(gate)
+    assert not watching.done()  # the run is waiting: so is the watch
+    await http.post(f"/v1/runs/{run_id}/cancel", headers=auth())
+    code, out, _ = await asyncio.wait_for(watching, 60)
+    lines = out.splitlines()
+    assert code == 3, out  # cancelled
+    assert "#1  run.started" in lines[0] and "run.cancelled" in lines[-1]
+    assert any("run.cancel_requested" in line for line in lines)
+
+    done = await http.post("/v1/workflows/document-fingerprint/runs", headers=auth(),
+                           json={"input": {"documents": [{"name": "a.txt", "text": "hello"}]}})
+    code, out, _ = await cli(capsys, "runs", "watch", done.json()["id"], "--json", *common)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and events[-1]["type"] == "run.completed"
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+
+    code, _, err = await cli(capsys, "runs", "watch", "no-such-run", *common)
+    assert code == 2 and "404 not_found" in err
+
+
+async def wait_for_run_to_start(gate: dict[str, str]) -> None:
+    from pathlib import Path
+
+    from tests.support import eventually
+
+    async def started() -> bool | None:
+        return True if Path(gate["started_file"]).exists() else None
+
+    await eventually(started, "the gated activity to start")

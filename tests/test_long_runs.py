@@ -30,3 +30,18 @@ async def test_run_outliving_its_declared_execution_timeout_is_timed_out(skippin
     run = await wait_for_run(skipping_api, run_id, auth())
     assert run["status"] == "timed_out"
     assert run["error"]["type"] == "TimedOut"
+
+
+async def test_a_timed_out_runs_stream_ends_with_run_timed_out(skipping_env, skipping_api, auth):
+    import json
+
+    from httpx_sse import aconnect_sse
+
+    run_id = await start_sleeper(skipping_api, auth(), days=30)
+    await skipping_env.sleep(timedelta(days=8))
+    run = await wait_for_run(skipping_api, run_id, auth())
+    assert run["status"] == "timed_out"
+    async with aconnect_sse(skipping_api, "GET", f"/v1/runs/{run_id}/events", headers=auth()) as source:
+        types = [json.loads(sse.data)["type"] async for sse in source.aiter_sse()]
+    assert types[0] == "run.started" and types[-1] == "run.timed_out"
+    assert "run.completed" not in types and "run.failed" not in types

@@ -6,6 +6,7 @@ closed runs by status for the worker's metrics (workflows/metrics.py)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -29,6 +30,8 @@ from workflows import metrics
 from workflows.audit import audited, defer, digest, event_id, evented, flush, record, record_soon
 
 AUDIT_ACTIVITY = "append-audit-entries"
+# How long before its execution timeout a run records that it timed out: enough for the write.
+TIMEOUT_NOTICE = timedelta(seconds=30)
 
 
 class AuditInterceptor(Interceptor):
@@ -65,7 +68,7 @@ class _AuditInbound(WorkflowInboundInterceptor):
             "input_sha256": digest(list(input.args)),
         }))
         try:
-            result = await super().execute_workflow(input)
+            result = await self._before_deadline(input)
         except workflow.ContinueAsNewError:
             await self._ended({"status": "continued_as_new"})
             raise
@@ -76,6 +79,28 @@ class _AuditInbound(WorkflowInboundInterceptor):
             raise
         await self._ended({"status": "completed", "result_sha256": digest(result)})
         return result
+
+    async def _before_deadline(self, input: ExecuteWorkflowInput) -> Any:
+        """The workflow's own result; for a run with an execution timeout, raced against it. Temporal
+        ends a run past its timeout without running any of its code, so the run records its end a
+        little before (run.timed_out) and then waits for Temporal to time it out: it never records a
+        second end, and the run's status stays Temporal's own, timed out."""
+        info = workflow.info()
+        if info.execution_timeout is None or not evented():
+            return await super().execute_workflow(input)
+        remaining = info.workflow_start_time + info.execution_timeout - TIMEOUT_NOTICE - workflow.now()
+        if remaining <= timedelta(0):
+            return await super().execute_workflow(input)
+        body = asyncio.ensure_future(super().execute_workflow(input))
+        try:
+            await workflow.wait_condition(body.done, timeout=remaining)
+        except asyncio.CancelledError:
+            body.cancel()  # the run's cancellation is the body's to handle (compensations, ...)
+            return await body
+        except TimeoutError:
+            await self._ended({"status": "timed_out"})
+            await workflow.wait_condition(lambda: False)  # Temporal times the run out within the notice
+        return await body
 
     async def _ended(self, data: dict[str, Any]) -> None:
         await flush()  # what activities reported and handlers recorded comes before the end

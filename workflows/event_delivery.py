@@ -37,8 +37,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # One attempt: above the webhook client's own worst case (5 s resolving, 5 s connecting, 10 s
-# for the answer) and the delivery log's writes.
-ATTEMPT_TIMEOUT = timedelta(seconds=45)
+# for the answer) and the delivery log's writes; also how long an attempt lost with its worker
+# (killed mid-request) waits before it is retried.
+ATTEMPT_TIMEOUT = timedelta(seconds=30)
 # Up to a day of retries, 5 s, 10 s, 20 s ... doubling up to hourly: quick for a blip, patient
 # for an outage, gentle on a receiver that is struggling. Past it the subscription is disabled.
 DELIVERY_WINDOW = timedelta(days=1)

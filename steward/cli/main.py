@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -313,29 +314,42 @@ def cmd_version(_: argparse.Namespace) -> int:
 # --- runs: a thin client of the HTTP API ------------------------------------------------------
 
 
-def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[str, str] | None = None,
-              **kwargs: Any) -> Any:
-    import httpx
-
+def _credentials(args: argparse.Namespace) -> tuple[str, str]:
+    """The API's base URL and the bearer token to call it with."""
     token = args.token or os.environ.get("STEWARD_TOKEN")
     if not token:
         raise CliError(
             "no token: pass --token or set STEWARD_TOKEN "
             "(e.g. export STEWARD_TOKEN=$(steward token --sub me --role operator))"
         )
-    base = args.api_url or _settings(args).api_url
+    return args.api_url or os.environ.get("STEWARD_API_URL") or _settings(args).api_url, token
+
+
+def _refusal(response: Any) -> CliError:
+    """The API's error body as one message, each bad field on a line of its own."""
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    detail = "".join(f"\n  {d.get('field')}: {d.get('message')}"
+                     for d in error.get("details") or [] if isinstance(d, dict))
+    return CliError(f"{response.status_code} {error.get('code', '')}: {error.get('message', response.text)}{detail}")
+
+
+def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[str, str] | None = None,
+              **kwargs: Any) -> Any:
+    import httpx
+
+    base, token = _credentials(args)
     try:
         response = httpx.request(
             method, base + path, headers={**(headers or {}), "Authorization": f"Bearer {token}"}, timeout=30, **kwargs
         )
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the API at {base}: {exc}") from None
-    body = response.json() if response.content else None
     if response.status_code >= 400:
-        error = (body or {}).get("error", {})
-        detail = "".join(f"\n  {d.get('field')}: {d.get('message')}" for d in error.get("details") or [] if isinstance(d, dict))
-        raise CliError(f"{response.status_code} {error.get('code', '')}: {error.get('message', response.text)}{detail}")
-    return body
+        raise _refusal(response)
+    return response.json() if response.content else None
 
 
 def _print_json(value: Any) -> None:
@@ -372,6 +386,64 @@ def cmd_runs_start(args: argparse.Namespace) -> int:
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     _print_json(_api_call(args, "POST", f"/v1/workflows/{args.workflow}/runs", json=body, headers=headers))
     return 0
+
+
+# How `steward runs watch` exits: by the run's end, so scripts branch on it (docs/events.md).
+WATCH_EXIT_CODES = {"run.completed": 0, "run.failed": 1, "run.cancelled": 3, "run.timed_out": 4}
+WATCH_LOST = 5  # the stream could not be resumed: the run's end is unknown
+WATCH_RECONNECTS = 10
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """One event in a line: time, its number in the run, its type, and what it says."""
+    data = event.get("data") or {}
+    said = {
+        "run.stage_changed": lambda: data.get("stage"),
+        "approval.requested": lambda: f"{data.get('approval')} by {' or '.join(data.get('roles') or [])}",
+        "approval.escalated": lambda: f"{data.get('approval')} to {' or '.join(data.get('roles') or [])}",
+        "approval.voted": lambda: f"{data.get('approval')}: {data.get('decision')} (now {data.get('outcome')})",
+        "approval.decided": lambda: f"{data.get('approval')}: {data.get('status')}"
+                                    + (" by the timeout ladder" if data.get("by_policy") else ""),
+        "artifact.written": lambda: f"{data.get('name')} ({data.get('size')} bytes)",
+        "llm.call_recorded": lambda: f"{data.get('task')} on {data.get('model_version')}",
+        "run.failed": lambda: data.get("error_type"),
+        "incident.paged": lambda: f"{data.get('channel')}: {'delivered' if data.get('delivered') else 'not delivered'}",
+    }.get(event.get("type", ""), lambda: None)()
+    moment = str(event.get("occurred_at", ""))[11:19]
+    return f"{moment}  #{event.get('sequence')}  {event.get('type')}" + (f"  {said}" if said else "")
+
+
+def cmd_runs_watch(args: argparse.Namespace) -> int:
+    """Follow a run's events as they happen, resuming after a dropped connection, until it ends."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    base, token = _credentials(args)
+    last_id: str | None = None
+    for _ in range(WATCH_RECONNECTS):
+        headers = {"Authorization": f"Bearer {token}", **({"Last-Event-ID": last_id} if last_id else {})}
+        try:
+            with httpx.Client(base_url=base, timeout=httpx.Timeout(30, read=None)) as http, \
+                    connect_sse(http, "GET", f"/v1/runs/{args.id}/events", headers=headers) as source:
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    raise _refusal(source.response)
+                for message in source.iter_sse():
+                    event = json.loads(message.data)
+                    last_id = message.id or last_id
+                    print(json.dumps(event) if args.json else _event_line(event), flush=True)
+                    if event["type"] in WATCH_EXIT_CODES:
+                        return WATCH_EXIT_CODES[event["type"]]
+        except httpx.HTTPError as exc:
+            print(f"steward: the stream broke ({exc.__class__.__name__}); resuming", file=sys.stderr)
+            time.sleep(1)
+            continue
+        # The server ended the stream without a terminal event: a run from before events, or terminated.
+        run = _api_call(args, "GET", f"/v1/runs/{args.id}")
+        print(f"the run is {run['status']}", flush=True)
+        return {t.removeprefix("run."): code for t, code in WATCH_EXIT_CODES.items()}.get(run["status"], WATCH_LOST)
+    print(f"steward: the stream of {args.id} broke {WATCH_RECONNECTS} times; giving up", file=sys.stderr)
+    return WATCH_LOST
 
 
 def cmd_runs_cancel(args: argparse.Namespace) -> int:
@@ -478,13 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print versions").set_defaults(func=cmd_version)
 
-    runs = sub.add_parser("runs", help="list, show, start and cancel runs through the HTTP API")
+    runs = sub.add_parser("runs", help="list, show, start, watch and cancel runs through the HTTP API")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
     def runs_parser(name: str, help_text: str, func) -> argparse.ArgumentParser:
         p = runs_sub.add_parser(name, help=help_text)
         p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
-        p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
+        p.add_argument("--api-url", help="API base URL (default $STEWARD_API_URL, else from STEWARD_API_HOST/PORT)")
         p.set_defaults(func=func)
         return p
 
@@ -501,6 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callback-url")
     p.add_argument("--idempotency-key")
     runs_parser("cancel", "cancel a run", cmd_runs_cancel).add_argument("id")
+    p = runs_parser("watch", "follow a run's events live until it ends; the exit code says how it ended "
+                    "(0 completed, 1 failed, 3 cancelled, 4 timed out)", cmd_runs_watch)
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print each event as a JSON line")
 
     approvals = sub.add_parser("approvals", help="your approval inbox, and deciding through the HTTP API")
     approvals_sub = approvals.add_subparsers(dest="approvals_command", required=True)
