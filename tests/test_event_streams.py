@@ -156,6 +156,29 @@ async def test_the_tenant_stream_brings_new_events_filtered_by_type(http, auth):
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "type"
 
 
+async def test_the_tenant_stream_filters_by_workflow(http, auth, gate):
+    async with stream(http, "/v1/events?workflow=document-fingerprint&type=run.started", auth()) as events:
+        reading = asyncio.create_task(anext(events))
+        gated = await http.post("/v1/workflows/test-gated/runs", json={"input": gate}, headers=auth())
+        fingerprint = await http.post("/v1/workflows/document-fingerprint/runs", headers=auth(),
+                                      json={"input": {"documents": [{"name": "a.txt", "text": "hello"}]}})
+        first = await asyncio.wait_for(reading, READ_TIMEOUT_S)
+    assert first["data"]["run_id"] == fingerprint.json()["id"] != gated.json()["id"]
+    await http.post(f"/v1/runs/{gated.json()['id']}/cancel", headers=auth())
+    unknown = await http.get("/v1/events?workflow=no-such-workflow", headers=auth())
+    assert unknown.status_code == 422 and unknown.json()["error"]["details"][0]["field"] == "workflow"
+
+
+async def test_a_quiet_stream_gets_heartbeats(client, settings, worker, auth):
+    brisk = settings.model_copy(update={"api_port": free_port(), "events_heartbeat_s": 0.2})
+    async with serve_api(brisk, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with http.stream("GET", "/v1/events", headers=auth()) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.aiter_lines()
+            comment = await asyncio.wait_for(anext(line async for line in lines if line.startswith(":")), 10)
+    assert comment.startswith(": ping")
+
+
 async def test_streams_beyond_the_tenants_limit_are_refused_with_429(client, settings, worker, auth, tenant):
     limited = settings.model_copy(update={"api_port": free_port(), "events_max_streams_per_tenant": 2})
     async with serve_api(limited, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
+from httpx_sse import aconnect_sse
 from pypdf import PdfReader
 
 from steward import search_attributes as sa
@@ -201,6 +202,15 @@ async def test_ack_then_resolve_through_the_api_with_conflicts_and_permissions(h
     updates = [(e["data"]["update"], e["data"]["by"]) for e in entries if e["kind"] == "update.accepted"]
     assert updates == [("steward.ack", "olga"), ("steward.resolve", "pavel")]
     assert "rolled back" not in str(entries)  # comments are kept as digests
+
+    # Its events say the same, without names: paged, acknowledged, resolved.
+    async with aconnect_sse(http, "GET", f"/v1/runs/{run_id}/events", headers=auth()) as source:
+        events = [json.loads(sse.data) async for sse in source.aiter_sse()]
+    types = [e["type"] for e in events]
+    assert types.count("incident.paged") == 2 and types.index("incident.paged") < types.index("incident.acknowledged")
+    assert types.index("incident.acknowledged") < types.index("incident.resolved") < types.index("run.completed")
+    assert {e["data"]["channel"] for e in events if e["type"] == "incident.paged"} <= {"email", "slack", "webhook"}
+    assert "olga" not in json.dumps(events) and "pavel" not in json.dumps(events)
 
 
 async def _ended_audit(http, auth, run_id: str) -> list[dict] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -235,6 +236,28 @@ async def test_a_runs_callback_url_hears_its_end_on_the_same_machinery(http, aut
     assert CLEAR["full_name"] not in request.body.decode()
 
 
+async def test_a_day_of_failed_deliveries_disables_the_subscription(skipping_env, skipping_api, auth):
+    # Nobody listens on this port. A day of retries passes in moments on the time-skipping server.
+    created = await skipping_api.post("/v1/subscriptions", headers=auth(**ADMIN), json={
+        "url": f"http://127.0.0.1:{free_port()}/gone", "event_types": ["run.completed"]})
+    sub_id = created.json()["subscription"]["id"]
+    watch("a subscription's secret", created.json()["secret"])
+    run_id = await start(skipping_api, auth)
+    await wait_for_run(skipping_api, run_id, auth())
+
+    async def disabled() -> dict | None:
+        await skipping_env.sleep(timedelta(hours=6))
+        shown = (await skipping_api.get(f"/v1/subscriptions/{sub_id}", headers=auth(**ADMIN))).json()
+        return shown if shown["status"] == "disabled" else None
+
+    shown = await eventually(disabled, "the subscription to be disabled after a day")
+    assert shown["status_reason"] == "an event could not be delivered for 1 day(s)"
+    (delivery,) = (await skipping_api.get(f"/v1/subscriptions/{sub_id}/deliveries",
+                                          headers=auth(**ADMIN))).json()["deliveries"]
+    assert delivery["status"] == "failed" and len(delivery["attempts"]) > 10
+    assert all(a["status_code"] is None and a["error"] for a in delivery["attempts"])
+
+
 async def _received(receiver: Receiver, count: int) -> bool | None:
     return True if len(receiver.requests) >= count else None
 
@@ -250,7 +273,6 @@ async def test_a_worker_killed_during_a_delivery_loses_nothing(tmp_path):
     The supervisor restarts it, Temporal retries the lost attempt, and every event arrives."""
     import os
     import signal
-    from datetime import timedelta
 
     from steward.identity import Principal, issue_token
     from tests.test_supervisor import SECRET, running_steward
