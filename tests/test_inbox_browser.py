@@ -18,6 +18,7 @@ from workflows.approvals import shown_digest
 pytest_plugins = ["tests.browser"]
 
 TITLE = "KYC review AB123"
+LATER_TITLE = "KYC review CD456"
 SUMMARY = "High risk: PEP."
 SHOWN = {
     "risk_level": "high",
@@ -245,3 +246,33 @@ async def test_the_models_assessment_from_the_run_details_is_shown_beside_the_re
     await expect(assessment).to_contain_text("The model's assessment", timeout=WAIT_MS)
     for text in ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14", "82%", "Name matches a PEP list entry."):
         await expect(assessment).to_contain_text(text)
+
+
+async def test_the_list_follows_the_event_stream_as_approvals_elsewhere_are_decided_requested_and_cancelled(
+        page, http, auth, api_url):
+    bob = auth(sub="bob", roles=("approver",))
+    decided_elsewhere = await start_listed_approval(http, auth, bob)
+    crashes: list[Exception] = []
+    page.on("pageerror", lambda error: crashes.append(error))
+
+    # Nobody clicks or reloads below, and the page has no timer (it had one of 60 s, past WAIT_MS): only
+    # GET /v1/events can tell it in time. Once that answers, the API follows the tenant's log for the page.
+    async with page.expect_response(lambda r: r.url.startswith(f"{api_url}/v1/events?"), timeout=WAIT_MS) as opened:
+        await sign_in(page, api_url, token_of(bob))
+    stream = await opened.value
+    assert stream.status == 200 and stream.headers["content-type"].startswith("text/event-stream")
+    assert stream.request.headers["authorization"] == f"Bearer {token_of(bob)}"
+    assert token_of(bob) not in stream.url
+    await expect(inbox_entry(page)).to_have_count(1, timeout=WAIT_MS)
+
+    carol = await decide(http, auth(sub="carol", roles=("approver",)), decided_elsewhere)
+    assert carol.status_code == 200, carol.text
+    await expect(inbox_entry(page)).to_have_count(0, timeout=WAIT_MS)
+
+    requested_later = await start_approval(http, auth, requester="alice", title=LATER_TITLE, shown=SHOWN)
+    later = page.get_by_role("button", name=re.compile(LATER_TITLE))
+    await expect(later).to_be_visible(timeout=WAIT_MS)
+    cancelled = await http.post(f"/v1/runs/{requested_later}/cancel", headers=auth())
+    assert cancelled.status_code == 202, cancelled.text
+    await expect(later).to_have_count(0, timeout=WAIT_MS)
+    assert crashes == []

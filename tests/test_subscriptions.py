@@ -258,6 +258,16 @@ async def test_a_day_of_failed_deliveries_disables_the_subscription(skipping_env
     assert all(a["status_code"] is None and a["error"] for a in delivery["attempts"])
 
 
+async def test_a_cancellation_asked_through_the_api_reaches_subscribers_before_the_end(http, auth, receiver, gate):
+    _, secret = await subscribe(http, auth, receiver.url, event_types=["run.cancel_requested", "run.cancelled"],
+                                workflows=["test-gated"])
+    run_id = (await http.post("/v1/workflows/test-gated/runs", json={"input": gate}, headers=auth())).json()["id"]
+    assert (await http.post(f"/v1/runs/{run_id}/cancel", headers=auth())).status_code == 202
+    await eventually(lambda: _received(receiver, 2), "the request and the end")
+    assert [Webhook(secret).verify(r.body, r.headers)["type"] for r in receiver.requests] == [
+        "run.cancel_requested", "run.cancelled"]
+
+
 async def _received(receiver: Receiver, count: int) -> bool | None:
     return True if len(receiver.requests) >= count else None
 

@@ -12,7 +12,7 @@ from temporalio import activity
 
 from activities.artifacts.objects import FileObjectStore
 from activities.audit.log import AuditEntry, AuditLog
-from activities.events.delivery import dispatch
+from activities.events.delivery import dispatch, subscription_store
 from activities.audit.signing import Signer
 from steward import runtime
 from steward.logs import get_logger
@@ -72,5 +72,5 @@ async def append_audit_entries(batch: AuditBatch) -> AuditWritten:
              seqs=[entry.seq for entry in entries], kinds=[event.kind for event in batch.events])
     # Webhook subscriptions hear of them now. Failing here fails the attempt, and the retry finds
     # the entries written and dispatches again: nothing written goes unannounced.
-    await dispatch(settings, audit, batch.tenant, entries)
+    await dispatch(subscription_store(settings), audit, batch.tenant, entries)
     return AuditWritten(seqs=[entry.seq for entry in entries])

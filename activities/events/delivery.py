@@ -148,12 +148,11 @@ async def signal_deliveries(client: Client, planned: dict[tuple[str, str | None]
         )
 
 
-async def dispatch(settings: Settings, audit: AuditLog, tenant: str, entries: list[AuditEntry],
+async def dispatch(store: SubscriptionStore, audit: AuditLog, tenant: str, entries: list[AuditEntry],
                    client: Client | None = None) -> None:
     """Hand `entries`' events to the subscriptions that want them (signalling through `client`,
     else the running activity's). Raises when Temporal cannot be reached: the caller's retry
     dispatches again, and finds the deliveries it logged."""
-    store = subscription_store(settings)
     planned = await asyncio.to_thread(plan_deliveries, store, audit, tenant, entries)
     if planned:
         await signal_deliveries(client or activity.client(), planned)
@@ -250,7 +249,7 @@ async def disable_subscription(request: DisableRequest) -> Disabled:
     if disabled:
         log.warning("webhook subscription disabled", tenant=target.tenant, subscription_id=request.subscription_id,
                     reason=request.reason)
-    await dispatch(settings, audit, target.tenant, [entry])
+    await dispatch(store, audit, target.tenant, [entry])
     return Disabled(disabled=disabled)
 
 

@@ -9,7 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import AuditDep, CatalogDep, ClientDep, PageTokensDep, require
+from activities.events.delivery import dispatch
+from api.deps import AuditDep, CatalogDep, ClientDep, PageTokensDep, SubscriptionsDep, require
 from api.errors import ApiError, ErrorResponse
 from api.models import CancelAccepted, RunDetail, RunPage, RunStatus
 from api.paging import fetch_page
@@ -68,14 +69,16 @@ async def get_run(
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=CancelAccepted, responses=_ERRORS)
-async def cancel_run(run_id: str, principal: RunCanceller, client: ClientDep, audit: AuditDep) -> CancelAccepted:
+async def cancel_run(run_id: str, principal: RunCanceller, client: ClientDep, audit: AuditDep,
+                     subscriptions: SubscriptionsDep) -> CancelAccepted:
     description = await describe_for_tenant(client, run_id, principal.tenant)
     if is_closed(description):
         raise ApiError(409, "run_closed", f"run {run_id!r} has already ended ({summary_of(description).status.value})")
     # Who asked is known only here: the run sees a cancellation, not its sender.
-    await asyncio.to_thread(
+    entry = await asyncio.to_thread(
         audit.append, principal.tenant, f"{run_id}/{description.run_id}/cancel-requested/{uuid.uuid4()}",
         "run.cancel_requested", run_id=run_id, workflow=description.workflow_type,
         data={"by": principal.sub, "roles": list(principal.roles)})
+    await dispatch(subscriptions, audit, principal.tenant, [entry], client)  # to subscribers, as the worker's are
     await client.get_workflow_handle(run_id, run_id=description.run_id).cancel()
     return CancelAccepted(id=run_id, links=run_link(run_id))

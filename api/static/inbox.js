@@ -1,5 +1,5 @@
 // The approver's inbox, over the public API: GET /v1/approvals, GET /v1/runs/{id},
-// POST /v1/runs/{id}/approvals.
+// POST /v1/runs/{id}/approvals, and GET /v1/events to reload the list when something changes.
 //
 // Everything the server sends is data: the DOM is built with textContent and append(), never
 // innerHTML. The token, when one is pasted, lives in sessionStorage only (gone with the tab, never
@@ -13,7 +13,18 @@
   // The inbox pages through runs and keeps those the caller may decide, so a page can be empty
   // while later ones are not; follow a few before saying "nothing is waiting".
   const MAX_EMPTY_PAGES = 5;
-  const REFRESH_MS = 60_000;
+
+  // The events after which the list may read differently (GET /v1/events/types describes them).
+  const LIST_EVENTS = [
+    "approval.requested", "approval.escalated", "approval.voted", "approval.decided", "approval.withdrawn",
+    "run.completed", "run.failed", "run.cancelled", "run.timed_out",
+  ];
+  // One decision brings several events at once (voted, decided, completed): one reload for them all.
+  const BURST_MS = 200;
+  // The list is served from Temporal's visibility, which can trail an event by a moment: look once more.
+  const SETTLE_MS = 2_000;
+  const RETRY_FIRST_MS = 1_000;
+  const RETRY_MAX_MS = 30_000;
 
   const MESSAGES = {
     unauthenticated: "Your token is missing or expired — paste a new one.",
@@ -65,6 +76,17 @@
     current: null, // the item open in the detail view
     drafts: new Map(), // key → comment typed, so Escape does not throw a half-written comment away
     blobUrls: [],
+    queuedReload: null, // a reload asked for while another ran: {announce, focusList}
+  };
+
+  const live = {
+    controller: null, // the open stream's: aborting it ends the stream
+    retryTimer: null,
+    retryMs: RETRY_FIRST_MS,
+    lastEventId: null, // position in the tenant's log: a reconnect resumes after it
+    stale: false, // something happened that the list on screen may not show yet
+    burstTimer: null,
+    settleTimer: null,
   };
 
   // --- talking to the API ------------------------------------------------------------------
@@ -195,6 +217,7 @@
   }
 
   function needToken(message) {
+    forgetStream();
     if (state.token) {
       sessionStorage.removeItem(TOKEN_KEY);
       state.token = null;
@@ -213,6 +236,7 @@
     ui.token.value = "";
     ui.tokenForm.hidden = true;
     showSession();
+    forgetStream();
     // The field just went away with its form; put the keyboard user at the top of the list.
     loadList({ announce: true, focusList: true });
   });
@@ -220,6 +244,7 @@
   ui.forgetToken.addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
+    forgetStream();
     state.items.clear();
     renderList();
     closeDetail({ restoreFocus: false });
@@ -232,8 +257,16 @@
   // --- the list -------------------------------------------------------------------------------
 
   async function loadList({ append = false, announce = false, focusList = false } = {}) {
-    if (state.loading) return;
+    if (state.loading) {
+      // The load under way may have read the list before the click or the event that asks again.
+      if (!append) {
+        const queued = state.queuedReload || {};
+        state.queuedReload = { announce: announce || queued.announce, focusList: focusList || queued.focusList };
+      }
+      return;
+    }
     state.loading = true;
+    if (!append) live.stale = false;
     if (announce) setStatus("Loading your approvals…");
     try {
       let pageToken = append ? state.nextPageToken : null;
@@ -270,6 +303,11 @@
     } finally {
       state.loading = false;
     }
+    // Also after a failure other than 401: the stream's reconnecting brings the list back with it.
+    if (ui.tokenForm.hidden) startStream();
+    const queued = state.queuedReload;
+    state.queuedReload = null;
+    if (queued && ui.tokenForm.hidden) loadList(queued);
   }
 
   function renderList() {
@@ -312,12 +350,138 @@
   ui.refresh.addEventListener("click", () => loadList({ announce: true }));
   ui.more.addEventListener("click", () => loadList({ append: true, announce: true }));
 
+  // --- following the tenant's events -----------------------------------------------------------
+
   // Keep a first page fresh while the approver looks at the list; never while they decide.
-  setInterval(() => {
-    if (document.visibilityState === "visible" && ui.detail.hidden && ui.tokenForm.hidden && state.pagesLoaded <= 1) {
-      loadList();
+  function listIsIdle() {
+    return document.visibilityState === "visible" && ui.detail.hidden && ui.tokenForm.hidden && state.pagesLoaded <= 1;
+  }
+
+  // A busy approver's list stays stale until they come back to it (closeDetail, visibilitychange).
+  function refreshIfStale() {
+    if (live.stale && listIsIdle()) loadList();
+  }
+
+  function listChanged() {
+    live.stale = true;
+    // Counted from the burst's first event, so a busy tenant's steady flow cannot put it off forever.
+    live.burstTimer ??= setTimeout(() => {
+      live.burstTimer = null;
+      refreshIfStale();
+    }, BURST_MS);
+    clearTimeout(live.settleTimer);
+    live.settleTimer = setTimeout(() => {
+      live.stale = true;
+      refreshIfStale();
+    }, SETTLE_MS);
+  }
+
+  // One stream at most: a second call while one is open, or waiting to reconnect, does nothing.
+  function startStream() {
+    if (live.controller || live.retryTimer || document.visibilityState !== "visible" || !ui.tokenForm.hidden) return;
+    live.controller = new AbortController();
+    follow(live.controller);
+  }
+
+  function stopStream() {
+    clearTimeout(live.retryTimer);
+    live.retryTimer = null;
+    if (live.controller) live.controller.abort();
+    live.controller = null;
+  }
+
+  // Another token may be another tenant's, whose log positions mean nothing here.
+  function forgetStream() {
+    stopStream();
+    live.lastEventId = null;
+    live.stale = false;
+  }
+
+  async function follow(controller) {
+    // EventSource cannot send the Authorization header, so the stream is a fetch read by hand.
+    const headers = { Accept: "text/event-stream" };
+    if (state.token) headers.Authorization = `Bearer ${state.token}`;
+    const resuming = live.lastEventId !== null;
+    if (resuming) headers["Last-Event-ID"] = live.lastEventId;
+    const query = new URLSearchParams(LIST_EVENTS.map((type) => ["type", type]));
+    let retryAfterMs = 0;
+    try {
+      const response = await fetch(`/v1/events?${query}`, { headers, cache: "no-store", signal: controller.signal });
+      if (controller.signal.aborted) return;
+      if (response.status === 401) {
+        needToken(MESSAGES.unauthenticated);
+        return;
+      }
+      if (response.status === 429) {
+        retryAfterMs = 1000 * Number(response.headers.get("Retry-After")) || 0;
+      } else if (response.status >= 400 && response.status < 500) {
+        // Refused for good (no runs:read, say): the Refresh button still works, and the next list
+        // load tries the stream again.
+        live.controller = null;
+        return;
+      } else if (response.ok) {
+        // Without a position to resume from, what happened before the stream opened is not in it.
+        if (!resuming) {
+          live.stale = true;
+          refreshIfStale();
+        }
+        await readEvents(response.body, controller);
+      }
+    } catch {
+      // The connection failed or dropped: reconnect below, unless this page ended it on purpose.
     }
-  }, REFRESH_MS);
+    if (controller.signal.aborted) return;
+    live.controller = null;
+    const waitMs = Math.max(live.retryMs, retryAfterMs);
+    live.retryMs = Math.min(live.retryMs * 2, RETRY_MAX_MS);
+    live.retryTimer = setTimeout(() => {
+      live.retryTimer = null;
+      startStream();
+    }, waitMs);
+  }
+
+  // Server-Sent Events as far as the inbox needs them: `event`, `id` and `data` fields, comment
+  // lines (the server's keep-alive) ignored, a blank line ending each message.
+  async function readEvents(body, controller) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let message = {};
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || controller.signal.aborted) return;
+      live.retryMs = RETRY_FIRST_MS; // the server answers: the next drop starts the backoff afresh
+      buffer += decoder.decode(value, { stream: true });
+      // A CR that ends the chunk may be the first half of a CRLF: it waits for the next chunk.
+      const lines = buffer.split(/\r\n|\r(?!$)|\n/);
+      buffer = lines.pop();
+      for (const line of lines) {
+        if (line === "") {
+          if ("id" in message) live.lastEventId = message.id || null;
+          if (message.hasData && LIST_EVENTS.includes(message.event)) listChanged();
+          message = {};
+          continue;
+        }
+        if (line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const name = colon === -1 ? line : line.slice(0, colon);
+        const fieldValue = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (name === "event") message.event = fieldValue;
+        else if (name === "data") message.hasData = true;
+        else if (name === "id" && !fieldValue.includes("\0")) message.id = fieldValue;
+      }
+    }
+  }
+
+  // A hidden page holds no stream open; shown again, it resumes from the last id it saw.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState !== "visible") {
+      stopStream();
+      return;
+    }
+    startStream();
+    refreshIfStale();
+  });
 
   // --- the decision record --------------------------------------------------------------------
 
@@ -513,9 +677,11 @@
     state.current = null;
     ui.detail.hidden = true;
     ui.listView.hidden = !state.listLoaded;
-    if (!restoreFocus) return;
-    const opener = key && ui.items.querySelector(`button[data-key="${CSS.escape(key)}"]`);
-    (opener || ui.listHeading).focus();
+    if (restoreFocus) {
+      const opener = key && ui.items.querySelector(`button[data-key="${CSS.escape(key)}"]`);
+      (opener || ui.listHeading).focus();
+    }
+    refreshIfStale(); // what changed while the approver was deciding
   }
 
   function revokeBlobs() {
