@@ -103,8 +103,16 @@ class _AuditInbound(WorkflowInboundInterceptor):
         return await body
 
     async def _ended(self, data: dict[str, Any]) -> None:
+        ended = AuditEvent(event_id=event_id("ended"), kind="run.ended", data=data)
+        if evented():
+            # Everything not yet written waits in the run's deferred entries: the end goes last, in
+            # the same write (the last stage change and the end cost one local activity, not two).
+            defer(ended)
+            await record(sign_head=True)
+            await flush()
+            return
         await flush()  # what activities reported and handlers recorded comes before the end
-        await record(AuditEvent(event_id=event_id("ended"), kind="run.ended", data=data), sign_head=True)
+        await record(ended, sign_head=True)
 
     async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
         result = await super().handle_update_handler(input)

@@ -79,9 +79,11 @@ def record_soon(*events: AuditEvent) -> None:
 
 
 async def _write_deferred() -> None:
-    state = _run_state()
-    async with state.setdefault("writing", asyncio.Lock()):
-        state["write_scheduled"] = False  # from here on, a new record_soon needs a write of its own
+    # Conditions are checked once nothing else in the workflow can run: by then the run has done all
+    # it can in this activation, and whatever it recorded meanwhile (a stage change, an approval, the
+    # run's end) goes in this one write.
+    await workflow.wait_condition(lambda: True)
+    _run_state()["write_scheduled"] = False  # from here on, a new record_soon needs a write of its own
     await record()
 
 

@@ -80,11 +80,20 @@ async def notify(targets: list[WebhookTarget], event_type: str, data: dict[str, 
     workflow.upsert_memo({MEMO_KEY: kept})
     for r in records:
         _counted(f"webhook-{r.kind}", r.delivered, r.skipped)
-    await audit.record(*(audit.AuditEvent(
+    await _audit(*(audit.AuditEvent(
         event_id=audit.numbered("notification"), kind=_audit_kind(r.delivered, r.skipped),
         data={"event_type": event_type, "step": step, **r.model_dump(mode="json", exclude={"error"})},
     ) for r in records))
     return records
+
+
+async def _audit(*events: audit.AuditEvent) -> None:
+    """Runs since events exist write deliveries with whatever the run records next (its next stage,
+    its end): a write fewer per notification. Runs from before wrote them at once."""
+    if audit.evented():
+        audit.record_soon(*events)
+    else:
+        await audit.record(*events)
 
 
 def _counted(channel: str, delivered: bool, skipped: bool) -> None:
@@ -182,7 +191,7 @@ async def deliver_notice(targets: list[ChannelTarget], notice: Notice, *, event_
     for r in records:
         _counted(r.channel, r.delivered, r.skipped)
     # An e-mail address is personal: the log keeps its digest.
-    await audit.record(*(audit.AuditEvent(
+    await _audit(*(audit.AuditEvent(
         event_id=audit.numbered("notification"), kind=_audit_kind(r.delivered, r.skipped),
         data={"event_type": event_type, "step": step, "channel": r.channel,
               "recipient_sha256": audit.digest(r.recipient), "delivered": r.delivered, "skipped": r.skipped,
