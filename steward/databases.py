@@ -16,12 +16,15 @@ picks, and opening a local file costs microseconds.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from steward.files import create_once
+
+T = TypeVar("T")
 
 
 class SchemaTooNew(Exception):
@@ -52,6 +55,19 @@ def connect(path: Path, schema: Schema, *, busy_timeout_s: float) -> sqlite3.Con
     return db
 
 
+def transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], mode: str = "DEFERRED") -> T:
+    """`work` in one transaction: committed when it returns, rolled back when it raises. IMMEDIATE
+    takes the write lock before the first read, for a read-then-write that must not race."""
+    db.execute(f"BEGIN {mode}")
+    try:
+        result = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
 def _create(path: Path, schema: Schema) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -71,12 +87,10 @@ def _migrate(db: sqlite3.Connection, schema: Schema) -> None:
                            f"{schema.version}: upgrade it")
     if version == schema.version:
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+
+    def create_tables(db: sqlite3.Connection) -> None:
         for statement in schema.statements:
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {schema.version}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+
+    transaction(db, create_tables, "IMMEDIATE")

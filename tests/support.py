@@ -91,13 +91,15 @@ async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running_workers(client: Client, catalog: Catalog) -> AsyncIterator[None]:
-    """Workers for every task queue of `catalog`, with the CPU pool, shut down gracefully on exit.
+async def running_workers(client: Client, catalog: Catalog, *, platform: bool = True) -> AsyncIterator[None]:
+    """Workers for every task queue of `catalog`, with the CPU pool, shut down gracefully on exit;
+    with `platform`, also the platform's own (event delivery): one client serves those once.
 
     The pool's processes get this process's runtime settings (conftest's `settings` fixture).
     """
     stop = asyncio.Event()
-    async with hosting(client, catalog, runtime.settings(), grace=timedelta(seconds=2)) as workers:
+    async with hosting(client, catalog, runtime.settings(), grace=timedelta(seconds=2),
+                       platform=platform) as workers:
         task = asyncio.create_task(run_workers(workers, stop))
         try:
             yield

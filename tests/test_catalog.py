@@ -69,7 +69,7 @@ async def test_dropped_in_module_appears_in_catalog_and_runs(client, settings, d
     assert spec.task_queue == f"queue-{drop_in_package}"
 
     # The session worker already serves the built-in queue on this client; serve only the new one.
-    async with (running_workers(client, Catalog({spec.name: spec})), serve_api(own_settings, client) as url,
+    async with (running_workers(client, Catalog({spec.name: spec}), platform=False), serve_api(own_settings, client) as url,
                 httpx.AsyncClient(base_url=url) as http):
         listed = (await http.get("/v1/workflows", headers=auth())).json()["workflows"]
         greet = next(w for w in listed if w["name"] == "greet-customer")

@@ -38,7 +38,7 @@ async def test_a_burst_larger_than_the_pool_waits_its_turn_and_no_attempt_times_
     # accepted all ten at once would start their clocks together and time the last ones out.
     burst = BurstInput(activities=10, cpu_seconds=0.3, timeout_s=2)
 
-    async with running_workers(client, burst_catalog(task_queue)):
+    async with running_workers(client, burst_catalog(task_queue), platform=False):
         result = await client.execute_workflow(CpuBurstWorkflow.run, burst, id=f"burst-{uuid.uuid4().hex}",
                                                task_queue=task_queue, result_type=BurstResult)
 
@@ -48,7 +48,7 @@ async def test_a_burst_larger_than_the_pool_waits_its_turn_and_no_attempt_times_
 
 async def test_cpu_bound_activities_are_never_hosted_without_a_process_pool(client: Client) -> None:
     with pytest.raises(ValueError, match="CPU-bound activities but no CPU pool"):
-        build_workers(client, burst_catalog("burst-no-pool"), grace=timedelta(seconds=1), cpu=None)
+        build_workers(client, burst_catalog("burst-no-pool"), grace=timedelta(seconds=1), cpu=None, platform=False)
 
 
 def test_plain_def_activities_are_cpu_bound_and_async_ones_are_not() -> None:

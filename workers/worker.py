@@ -68,16 +68,17 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 
 def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: CpuPool | None,
-                  task_queue_activities_per_second: float | None = None) -> list[Worker]:
+                  task_queue_activities_per_second: float | None = None, platform: bool = True) -> list[Worker]:
     """One Worker per task queue for its workflows and their `async def` activities, and one per
     `<queue>-cpu` for their CPU-bound (`def`) activities, run in the process pool `cpu`."""
     queues = sorted(catalog.task_queues().items())
     # The CPU workers share the pool's processes: together they accept no more than it runs.
     cpu_queues = sum(1 for _, specs in queues if any(is_cpu_bound(a) for a in catalog.activities_for(specs)))
-    # Webhook deliveries on a queue of their own: a backlog of retries never delays a run.
+    # Webhook deliveries on a queue of their own: a backlog of retries never delays a run. Without
+    # `platform`, only the catalog's queues (a process adding workflows beside a full worker's).
     workers = [Worker(client, task_queue=EVENTS_TASK_QUEUE, workflows=list(PLATFORM_WORKFLOWS),
                       activities=list(DELIVERY_ACTIVITIES), workflow_runner=sandbox_runner(),
-                      graceful_shutdown_timeout=grace)]
+                      graceful_shutdown_timeout=grace)] if platform else []
     for task_queue, specs in queues:
         activities = catalog.activities_for(specs)
         workers.append(Worker(
@@ -112,7 +113,8 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
 
 @contextlib.asynccontextmanager
 async def hosting(client: Client, catalog: Catalog, settings: Settings, *, grace: timedelta,
-                  task_queue_activities_per_second: float | None = None) -> AsyncIterator[list[Worker]]:
+                  task_queue_activities_per_second: float | None = None,
+                  platform: bool = True) -> AsyncIterator[list[Worker]]:
     """The workers for every workflow of `catalog`, with the CPU pool their `def` activities need.
 
     Run them with run_workers; the pool stops after they have shut down.
@@ -120,7 +122,7 @@ async def hosting(client: Client, catalog: Catalog, settings: Settings, *, grace
     cpu_bound = [a for a in catalog.activities_for(catalog.specs.values()) if is_cpu_bound(a)]
     async with contextlib.AsyncExitStack() as stack:
         cpu = await stack.enter_async_context(cpu_pool(settings, cpu_bound)) if cpu_bound else None
-        yield build_workers(client, catalog, grace=grace, cpu=cpu,
+        yield build_workers(client, catalog, grace=grace, cpu=cpu, platform=platform,
                             task_queue_activities_per_second=task_queue_activities_per_second)
 
 

@@ -140,14 +140,7 @@ class _Database:
     def run(self, what: str, work: Callable[[sqlite3.Connection], T], mode: str = "DEFERRED") -> T:
         try:
             with closing(self._connect()) as db:
-                db.execute(f"BEGIN {mode}")
-                try:
-                    result = work(db)
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-                return result
+                return databases.transaction(db, work, mode)
         except sqlite3.OperationalError as error:
             # Locked past the busy timeout, disk full or unreadable: a later attempt may succeed.
             # SQLite's message names no value, only what failed.

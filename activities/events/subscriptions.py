@@ -179,14 +179,7 @@ class SubscriptionStore:
 
     def _run(self, work: Callable[[sqlite3.Connection], T], mode: str = "DEFERRED") -> T:
         with closing(databases.connect(self.path, _SCHEMA, busy_timeout_s=BUSY_TIMEOUT_S)) as db:
-            db.execute(f"BEGIN {mode}")
-            try:
-                result = work(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
+            return databases.transaction(db, work, mode)
 
     async def _change(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.to_thread(self._run, work, "IMMEDIATE")
