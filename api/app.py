@@ -26,7 +26,7 @@ from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import (
     actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, metrics, runs,
-    subscriptions, workflows,
+    schemas, subscriptions, workflows,
 )
 from policies import rbac
 from steward import __version__, temporal_client
@@ -107,6 +107,9 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    # Links people follow from a message carry their credential in the URL, and editors fetch
+    # schemas with none: counted per address.
+    address_limits = [Depends(AddressRateLimit(settings.rate_limit_per_minute))]
     # Every /v1 router counts against one per-principal budget; probes and the inbox page do not.
     # One limiter for the whole API: /v1 routers count through it, /codec after its own sign-in.
     app.state.rate_limit = PrincipalRateLimit(settings.rate_limit_per_minute)
@@ -121,9 +124,8 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(incidents.router, dependencies=v1_limits)
     app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)
+    app.include_router(schemas.router, dependencies=address_limits)
     app.include_router(inbox.router)
-    # Links people follow from a message carry their credential in the URL: counted per address.
-    address_limits = [Depends(AddressRateLimit(settings.rate_limit_per_minute))]
     app.include_router(actions.router, dependencies=address_limits)
     app.include_router(activations.router, dependencies=address_limits)
     app.include_router(activations.pages, dependencies=address_limits)

@@ -42,8 +42,8 @@ log = get_logger(__name__)
 # code a workflow's author writes. tests/test_layers.py keeps this list and workflows/ in step.
 WORKFLOW_BUILDING_BLOCKS = (
     "workflows.approvals", "workflows.artifacts", "workflows.audit", "workflows.catalog", "workflows.cpu_steps",
-    "workflows.ladder", "workflows.llm_steps", "workflows.metrics", "workflows.notifications", "workflows.saga",
-    "workflows.spec",
+    "workflows.definition", "workflows.definition_check", "workflows.ladder", "workflows.llm_steps",
+    "workflows.metrics", "workflows.notifications", "workflows.saga", "workflows.spec",
     "workflows.stage",
 )
 # Re-importing these per workflow run inside the sandbox is slow and buys nothing: they hold no

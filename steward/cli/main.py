@@ -470,6 +470,54 @@ def cmd_approvals_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _definition_blocks(args: argparse.Namespace):  # -> Blocks: what definitions may call here
+    from activities.llm.tasks import TASKS
+    from workflows.catalog import discover
+    from workflows.definition_check import blocks_of
+
+    catalog = discover(_settings(args).workflow_packages)
+    return blocks_of(catalog.activities_for(catalog.specs.values()), list(TASKS), list(catalog.specs))
+
+
+def _read_definition(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read it ({exc.__class__.__name__})") from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check declarative workflow definitions; every problem, with file, line and column."""
+    from workflows.definition_check import check
+
+    blocks = _definition_blocks(args)
+    failed = 0
+    for path in args.files:
+        checked = check(_read_definition(path), path, blocks)
+        for problem in checked.problems:
+            print(problem)
+        if checked.ok:
+            print(f"{path}: ok ({checked.definition.id}, {len(checked.definition.steps)} steps)")
+        else:
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Print a definition's step graph as Mermaid, for a pull request."""
+    from workflows.definition import mermaid
+    from workflows.definition_check import check
+
+    checked = check(_read_definition(args.file), args.file, _definition_blocks(args))
+    if not checked.ok:
+        for problem in checked.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    assert checked.definition is not None
+    print(mermaid(checked.definition), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from steward.cli.demo import run_demo
 
@@ -592,6 +640,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
     p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
     p.set_defaults(func=cmd_approvals_decide)
+
+    p = sub.add_parser("validate", help="check declarative workflow definitions (YAML); exit 1 listing every "
+                       "problem with file, line and column")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("graph", help="print a declarative workflow's step graph as a Mermaid flowchart")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_graph)
 
     demo = sub.add_parser("demo", help="start a clear and a flagged compliance review on a running Steward")
     demo.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
