@@ -109,13 +109,26 @@ async def test_subscriptions_are_managed_per_tenant_by_admins_only(http, auth, t
                         ({"url": "http://127.0.0.1:9/", "event_types": []}, "event_types"),
                         ({"url": "not a url", "event_types": ["*"]}, "url"),
                         ({"url": "http://127.0.0.1:9/", "event_types": ["*"], "workflows": ["nope"]}, "workflows"),
-                        ({"url": "http://127.0.0.1:9/", "event_types": ["*"], "secret": "mine"}, "secret")):
+                        ({"url": "http://127.0.0.1:9/", "event_types": ["*"], "secret": "mine"}, "secret"),
+                        ({"url": "http://127.0.0.1:9/", "event_types": ["*"] * 51}, "event_types")):
         response = await http.post("/v1/subscriptions", json=body, headers=auth(**ADMIN))
         assert response.status_code == 422, body
         assert response.json()["error"]["details"][0]["field"] == field, response.json()
 
     assert (await http.delete(f"/v1/subscriptions/{sub_id}", headers=auth(**ADMIN))).status_code == 204
     assert (await http.get(f"/v1/subscriptions/{sub_id}", headers=auth(**ADMIN))).status_code == 404
+
+
+async def test_a_tenant_has_at_most_a_hundred_subscriptions(http, auth, tenant):
+    from api.routes.subscriptions import MAX_SUBSCRIPTIONS_PER_TENANT
+
+    body = {"url": "http://127.0.0.1:9/hooks", "event_types": ["run.completed"]}
+    for _ in range(MAX_SUBSCRIPTIONS_PER_TENANT):
+        assert (await http.post("/v1/subscriptions", json=body, headers=auth(**ADMIN))).status_code == 201
+    refused = await http.post("/v1/subscriptions", json=body, headers=auth(**ADMIN))
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "too_many_subscriptions"
+    other = auth(**ADMIN, tenant=f"{tenant}-other")
+    assert (await http.post("/v1/subscriptions", json=body, headers=other)).status_code == 201
 
 
 async def test_private_and_plain_http_targets_are_refused_unless_allowed(client, settings, worker, auth):

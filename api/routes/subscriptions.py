@@ -29,14 +29,19 @@ Manager = Annotated[Principal, Depends(require("subscriptions:manage"))]
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)}
 ALL_TYPES = "*"
 MAX_DELIVERIES_PAGE = 100
+# Far more receivers than a tenant needs (one per service that follows it); the list is one page.
+MAX_SUBSCRIPTIONS_PER_TENANT = 100
+MAX_FILTERS = 50
 
 
 class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: AnyHttpUrl = Field(description="Where events are POSTed: https, on a public address.")
-    event_types: list[str] = Field(min_length=1, description="Types from GET /v1/events/types, or \"*\" for all.")
-    workflows: list[str] = Field(default_factory=list, description="Only these workflows' events; empty: all.")
+    event_types: list[str] = Field(min_length=1, max_length=MAX_FILTERS,
+                                   description="Types from GET /v1/events/types, or \"*\" for all.")
+    workflows: list[str] = Field(default_factory=list, max_length=MAX_FILTERS,
+                                 description="Only these workflows' events; empty: all.")
     description: str | None = Field(None, max_length=500)
 
 
@@ -44,8 +49,8 @@ class SubscriptionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: AnyHttpUrl | None = None
-    event_types: list[str] | None = Field(None, min_length=1)
-    workflows: list[str] | None = None
+    event_types: list[str] | None = Field(None, min_length=1, max_length=MAX_FILTERS)
+    workflows: list[str] | None = Field(None, max_length=MAX_FILTERS)
     description: str | None = Field(None, max_length=500)
 
 
@@ -112,6 +117,9 @@ async def create_subscription(body: SubscriptionRequest, principal: Manager, sto
     _check_filters(body.event_types, body.workflows, catalog)
     url = await _check_url(body.url, settings.notify_allow_private_networks)
     assert url is not None
+    if len(await store.list(principal.tenant)) >= MAX_SUBSCRIPTIONS_PER_TENANT:
+        raise ApiError(409, "too_many_subscriptions", f"a tenant may have {MAX_SUBSCRIPTIONS_PER_TENANT} "
+                       "subscriptions; delete one, or subscribe one receiver to more event types")
     subscription, secret = await store.create(principal.tenant, url=url, event_types=sorted(set(body.event_types)),
                                               workflows=sorted(set(body.workflows)), description=body.description,
                                               created_by=principal.sub)
