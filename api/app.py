@@ -138,6 +138,13 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     return app
 
 
+# Longer than any client's or proxy's idle timeout (httpx 5 s, nginx and cloud load balancers 60 s):
+# the client then always closes an idle connection first. With uvicorn's 5 s both sides close at
+# once, and a request sent on a connection the server is closing fails with a reset, a 502 behind
+# a proxy (seen as httpx.ReadError under load).
+KEEP_ALIVE_S = 75
+
+
 def serve(settings: Settings) -> None:
     rbac.check_startup(settings)  # fail here, so `steward api` prints one line and exits 2
     uvicorn.run(
@@ -147,4 +154,5 @@ def serve(settings: Settings) -> None:
         log_config=None,  # our JSON logging is already configured
         access_log=False,  # AccessLog writes the access log
         lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE_S,
     )

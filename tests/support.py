@@ -15,7 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from temporalio.client import Client
 
-from api.app import create_app
+from api.app import KEEP_ALIVE_S, create_app
 from steward.settings import Settings
 from steward import runtime
 from workers.worker import hosting, run_workers
@@ -69,7 +69,8 @@ async def wait_for_run(http: httpx.AsyncClient, run_id: str, headers: dict[str, 
 @asynccontextmanager
 async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "off") -> AsyncIterator[str]:
     """Any ASGI app served by uvicorn over real HTTP on `port`, in this process and event loop."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
