@@ -81,7 +81,9 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         rbac.check_startup(settings)  # a broken role policy stops start-up, naming file and line
-        app.state.catalog = discover(settings.workflow_packages)
+        app.state.catalog = discover(settings.workflow_packages, settings.definition_dirs)
+        for problem in app.state.catalog.problems:  # a broken definition is left out, not fatal
+            log.warning("declarative definition not loaded", problem=problem)
         app.state.jwt_secret = settings.jwt_signing_secret()
         app.state.page_tokens = PageTokens(app.state.jwt_secret)
         # One keyring for the API's artifact reads and its /codec endpoint, read once.

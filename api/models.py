@@ -31,6 +31,7 @@ class WorkflowInfo(BaseModel):
     task_queue: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+    tags: list[str] = Field(default_factory=list, description="`declarative` for a workflow defined in YAML.")
 
 
 class WorkflowCatalog(BaseModel):

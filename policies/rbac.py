@@ -29,6 +29,7 @@ ACTIONS = frozenset({
     "workflows:read",
     "runs:read",
     "runs:cancel",
+    "runs:signal",
     "approvals:decide",
     "approvals:escalated",
     "artifacts:read",

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     namespace: str = "default"
     # Extra importable packages scanned for workflow modules, beside the built-in `workflows`.
     workflow_packages: list[str] = Field(default_factory=list)
+    definitions_dir: Path | None = Field(
+        None, description="A folder of declarative workflow definitions (*.yaml), beside the shipped ones.")
     worker_grace_s: float = Field(
         30.0, ge=0, description="How long a stopping worker lets running activities finish."
     )
@@ -253,6 +255,12 @@ class Settings(BaseSettings):
     @property
     def audit_signing_key_path(self) -> Path:
         return self.data_dir / AUDIT_SIGNING_KEY_FILE
+
+    @property
+    def definition_dirs(self) -> list[Path]:
+        """Where declarative definitions are read from: the shipped examples, then STEWARD_DEFINITIONS_DIR."""
+        shipped = Path(__file__).resolve().parents[1] / "definitions"
+        return [d for d in (shipped, self.definitions_dir) if d is not None]
 
     @property
     def subscriptions_db_path(self) -> Path:

@@ -24,11 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from tests.conftest import TEST_DATA_CONVERTER, test_interceptors
     from workers.audit import AuditInterceptor
     from workers.worker import PLATFORM_WORKFLOWS, sandbox_runner
+    from workflows.declarative import DeclarativeWorkflow
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 BUILTIN = sorted(discover().specs)
 # The platform's own workflows, hosted outside the catalog (workers/worker.py).
-PLATFORM = {w.__temporal_workflow_definition.name: w for w in PLATFORM_WORKFLOWS}
+PLATFORM = {w.__temporal_workflow_definition.name: w for w in PLATFORM_WORKFLOWS
+            if w.__temporal_workflow_definition.name}  # the declarative interpreter is dynamic: no name
 
 
 def load_history(name: str, path: Path | None = None) -> WorkflowHistory:
@@ -43,10 +45,10 @@ def histories(name: str) -> list[Path]:
     return [HISTORIES / f"{name}.json", *sorted(HISTORIES.glob(f"{name}.*.json"))]
 
 
-@pytest.mark.parametrize("name", [*BUILTIN, *PLATFORM])
+@pytest.mark.parametrize("name", [*BUILTIN, *PLATFORM, "declarative"])
 async def test_workflow_replays_its_committed_histories(name):
     spec = discover().get(name)
-    workflow_class = spec.workflow if spec else PLATFORM[name]
+    workflow_class = spec.workflow if spec else PLATFORM.get(name) or DeclarativeWorkflow
     # With the identity interceptor, as every worker has it: an accepted update's handler reads who
     # sent it from the header (without re-verifying, so replay survives a rotated secret).
     replayer = Replayer(workflows=[workflow_class], data_converter=TEST_DATA_CONVERTER,

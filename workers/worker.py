@@ -29,7 +29,9 @@ from steward.settings import Settings
 from workers.audit import AuditInterceptor
 from workers.cpu import CpuPool, cpu_pool, is_cpu_bound
 from workflows.catalog import Catalog, discover
+from workflows.declarative import DECLARATIVE_ACTIVITIES, DeclarativeWorkflow
 from workflows.event_delivery import DELIVERY_ACTIVITIES, EventDeliveryWorkflow
+from workflows.spec import DEFAULT_TASK_QUEUE
 from workflows.spec import cpu_task_queue
 
 log = get_logger(__name__)
@@ -57,8 +59,10 @@ SANDBOX_PASSTHROUGH_MODULES = (
 )
 
 
-# Workflows of the platform itself, hosted beside the catalog's but never offered by the API.
-PLATFORM_WORKFLOWS = (EventDeliveryWorkflow,)
+# Workflows of the platform itself, hosted beside the catalog's: event delivery (never offered by
+# the API), and the interpreter that runs every declarative definition (a dynamic workflow: each
+# definition's id is its workflow type, and the definition travels in the run's input).
+PLATFORM_WORKFLOWS = (EventDeliveryWorkflow, DeclarativeWorkflow)
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -71,20 +75,27 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
                   task_queue_activities_per_second: float | None = None, platform: bool = True) -> list[Worker]:
     """One Worker per task queue for its workflows and their `async def` activities, and one per
     `<queue>-cpu` for their CPU-bound (`def`) activities, run in the process pool `cpu`."""
-    queues = sorted(catalog.task_queues().items())
+    by_queue = catalog.task_queues()
+    if platform:
+        by_queue.setdefault(DEFAULT_TASK_QUEUE, [])  # declarative runs need it, even with none cataloged yet
+    queues = sorted(by_queue.items())
     # The CPU workers share the pool's processes: together they accept no more than it runs.
     cpu_queues = sum(1 for _, specs in queues if any(is_cpu_bound(a) for a in catalog.activities_for(specs)))
     # Webhook deliveries on a queue of their own: a backlog of retries never delays a run. Without
     # `platform`, only the catalog's queues (a process adding workflows beside a full worker's).
-    workers = [Worker(client, task_queue=EVENTS_TASK_QUEUE, workflows=list(PLATFORM_WORKFLOWS),
+    workers = [Worker(client, task_queue=EVENTS_TASK_QUEUE, workflows=[EventDeliveryWorkflow],
                       activities=list(DELIVERY_ACTIVITIES), workflow_runner=sandbox_runner(),
                       graceful_shutdown_timeout=grace)] if platform else []
     for task_queue, specs in queues:
         activities = catalog.activities_for(specs)
+        workflows = list(dict.fromkeys(spec.workflow for spec in specs))  # one interpreter for every definition
+        if platform and task_queue == DEFAULT_TASK_QUEUE:
+            workflows = list(dict.fromkeys([*workflows, DeclarativeWorkflow]))
+            activities = list(dict.fromkeys([*activities, *DECLARATIVE_ACTIVITIES]))
         workers.append(Worker(
             client,
             task_queue=task_queue,
-            workflows=[spec.workflow for spec in specs],
+            workflows=workflows,
             # The audit log's writer runs as a local activity of every workflow (workflows/audit.py).
             activities=[*(a for a in activities if not is_cpu_bound(a)), append_audit_entries],
             interceptors=[AuditInterceptor()],
@@ -142,7 +153,7 @@ async def run_workers(workers: list[Worker], stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings) -> None:
     runtime.configure(settings)  # what this worker's activities read
-    catalog = discover(settings.workflow_packages)
+    catalog = discover(settings.workflow_packages, settings.definition_dirs)
     # A broken policy file stops the worker now, naming the file, rather than failing runs later.
     output_policy.load(settings.llm_output_policy)
     rbac.check_startup(settings)

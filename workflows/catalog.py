@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from workflows.spec import WorkflowSpec
@@ -24,6 +25,8 @@ class CatalogError(Exception):
 @dataclass(frozen=True)
 class Catalog:
     specs: dict[str, WorkflowSpec]
+    # Declarative definitions that could not be loaded: each problem as file:line:column: message.
+    problems: tuple[str, ...] = ()
 
     def get(self, name: str) -> WorkflowSpec | None:
         return self.specs.get(name)
@@ -56,7 +59,7 @@ def _modules(package_name: str) -> Iterator[Any]:
         yield importlib.import_module(info.name)
 
 
-def discover(extra_packages: Iterable[str] = ()) -> Catalog:
+def discover(extra_packages: Iterable[str] = (), definition_dirs: Iterable[Path] = ()) -> Catalog:
     specs: dict[str, WorkflowSpec] = {}
     origins: dict[str, str] = {}
     for package_name in (BUILTIN_PACKAGE, *extra_packages):
@@ -70,4 +73,30 @@ def discover(extra_packages: Iterable[str] = ()) -> Catalog:
                     )
                 specs[value.name] = value
                 origins.setdefault(value.name, module.__name__)
-    return Catalog(specs)
+    problems = _add_definitions(specs, list(definition_dirs))
+    return Catalog(specs, tuple(problems))
+
+
+def _add_definitions(specs: dict[str, WorkflowSpec], dirs: list[Path]) -> list[str]:
+    """Each valid `*.yaml` definition in `dirs` as a spec beside the code workflows; the problems of
+    the others. A definition may call what the code workflows' activities and the platform offer."""
+    if not dirs:
+        return []
+    from activities.llm.tasks import TASKS
+    from workflows.declarative import DECLARATIVE_ACTIVITIES, spec_for
+    from workflows.definition_check import blocks_of, check
+
+    code = Catalog(dict(specs))
+    blocks = blocks_of([*code.activities_for(code.specs.values()), *DECLARATIVE_ACTIVITIES], list(TASKS),
+                       list(specs))
+    problems: list[str] = []
+    for path in sorted(p for d in dirs if d.is_dir() for p in d.glob("*.yaml")):
+        checked = check(path.read_text(encoding="utf-8"), str(path), blocks)
+        if not checked.ok or checked.definition is None:
+            problems += [str(problem) for problem in checked.problems]
+            continue
+        if checked.definition.id in specs:
+            problems.append(f"{path}:1:1: workflow.id: {checked.definition.id!r} is already a workflow's name")
+            continue
+        specs[checked.definition.id] = spec_for(checked.definition)
+    return problems

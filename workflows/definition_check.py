@@ -239,6 +239,9 @@ def _action(action: Action, path: Path, ran: set[str], blocks: Blocks, where: _L
             known = ", ".join(sorted(blocks.llm_tasks)) or "none"
             problems.append(where.problem((*path, "llm", "task"),
                                           f"no LLM task {action.llm.task!r} (shipped: {known})"))
+        if action.llm.prompt is not None:
+            problems.append(where.problem((*path, "llm", "prompt"), "a prompt of the definition's own is not "
+                                          "supported yet: use a shipped task"))
         if action.llm.output_schema is not None:
             try:
                 Draft202012Validator.check_schema(action.llm.output_schema)

@@ -15,7 +15,7 @@ A compensation activity returns a model with `found: bool` and `detail: str`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -44,8 +44,9 @@ class CompensationRecord(BaseModel):
 @dataclass(frozen=True)
 class _Compensation:
     step: str
-    activity: Callable[..., Any]
-    argument: BaseModel
+    activity: Callable[..., Any] | None
+    argument: BaseModel | None
+    run: Callable[[], Awaitable[str]] | None = None  # a compensation of the workflow's own: says what it did
 
 
 class Saga:
@@ -59,6 +60,11 @@ class Saga:
     def on_failure_undo(self, step: str, activity: Callable[..., Any], argument: BaseModel) -> None:
         """Before running `step`: if the run cannot finish, `activity(argument)` undoes it."""
         self._pending.append(_Compensation(step, activity, argument))
+
+    def on_failure_run(self, step: str, undo: Callable[[], Awaitable[str]]) -> None:
+        """Before running `step`: if the run cannot finish, `undo()` (the workflow's own steps,
+        retried as they choose) undoes it and says what it did."""
+        self._pending.append(_Compensation(step, None, None, undo))
 
     @property
     def registered(self) -> list[str]:
@@ -78,12 +84,17 @@ class Saga:
     async def _undo_all(self) -> list[CompensationRecord]:
         while self._pending:
             compensation = self._pending.pop()
-            undone = await workflow.execute_activity(
-                compensation.activity, compensation.argument, start_to_close_timeout=COMPENSATION_TIMEOUT,
-                retry_policy=COMPENSATION_RETRY,
-            )
-            record = CompensationRecord(step=compensation.step, status="undone" if undone.found else "nothing_to_undo",
-                                        detail=undone.detail, at=workflow.now())
+            if compensation.run is not None:
+                record = CompensationRecord(step=compensation.step, status="undone", detail=await compensation.run(),
+                                            at=workflow.now())
+            else:
+                undone = await workflow.execute_activity(
+                    compensation.activity, compensation.argument, start_to_close_timeout=COMPENSATION_TIMEOUT,
+                    retry_policy=COMPENSATION_RETRY,
+                )
+                record = CompensationRecord(step=compensation.step,
+                                            status="undone" if undone.found else "nothing_to_undo",
+                                            detail=undone.detail, at=workflow.now())
             self.records.append(record)
             if self._on_record:
                 self._on_record(record)

@@ -50,6 +50,9 @@ class WorkflowSpec:
     listed: bool = True
     tags: Sequence[str] = field(default_factory=tuple)
     sample_input: Mapping[str, Any] | None = None
+    # Declarative workflows (workflows/declarative.py): one dynamic workflow class runs them all, and
+    # the run's argument is made from the validated input (the definition travels with it).
+    start_argument: Callable[[BaseModel], Any] | None = None
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -57,7 +60,9 @@ class WorkflowSpec:
         if not self.description or "\n" in self.description:
             raise ValueError(f"workflow {self.name!r} needs a one-line description")
         definition = workflow._Definition.must_from_class(self.workflow)
-        if definition.name != self.name:
+        if definition.name is None and self.start_argument is None:
+            raise ValueError(f"workflow {self.name!r}: a dynamic workflow needs a start_argument")
+        if definition.name is not None and definition.name != self.name:
             raise ValueError(
                 f"workflow {self.name!r}: @workflow.defn(name=...) is {definition.name!r}; they must match"
             )
@@ -66,6 +71,10 @@ class WorkflowSpec:
                 raise TypeError(f"workflow {self.name!r}: {model!r} is not a pydantic model")
         if self.sample_input is not None:
             self.input_model.model_validate(self.sample_input)  # a broken sample fails at import
+
+    def argument(self, validated_input: BaseModel) -> Any:
+        """What the run is started with."""
+        return self.start_argument(validated_input) if self.start_argument else validated_input
 
     def static_summary(self, validated_input: BaseModel) -> str:
         return self.summary(validated_input) if self.summary else self.description

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from activities.events.delivery import dispatch
 from api.deps import AuditDep, CatalogDep, ClientDep, PageTokensDep, SubscriptionsDep, require
@@ -23,6 +24,7 @@ from api.run_records import (
     visibility_query,
 )
 from steward.identity import Principal
+from workflows.declarative import EVENT_SIGNAL, ExternalEvent
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -34,6 +36,20 @@ _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 
 
 RunReader = Annotated[Principal, Depends(require("runs:read"))]
 RunCanceller = Annotated[Principal, Depends(require("runs:cancel"))]
+RunSignaller = Annotated[Principal, Depends(require("runs:signal"))]
+EVENT_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class ExternalEventBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payload: dict[str, Any] = Field(default_factory=dict, description="What the other system reports; "
+                                                                         "the waiting step's output.")
+
+
+class EventAccepted(BaseModel):
+    id: str
+    event: str
 
 
 @router.get("", response_model=RunPage, responses=_ERRORS)
@@ -66,6 +82,19 @@ async def get_run(
     description = await describe_for_tenant(client, run_id, principal.tenant)
     return await detail_of(client, description, catalog.get(description.workflow_type),
                            wait=timedelta(seconds=wait) if wait else None)
+
+
+@router.post("/{run_id}/events/{event}", status_code=202, response_model=EventAccepted, responses=_ERRORS)
+async def post_event(run_id: str, event: Annotated[str, Path(pattern=EVENT_NAME, max_length=64)],
+                     body: ExternalEventBody, principal: RunSignaller, client: ClientDep) -> EventAccepted:
+    """Report an event to a run waiting for it (a declarative workflow's `wait_for` step): how a job
+    in another system says it is done. The first report of an event counts."""
+    description = await describe_for_tenant(client, run_id, principal.tenant)
+    if is_closed(description):
+        raise ApiError(409, "run_closed", f"run {run_id!r} has already ended ({summary_of(description).status.value})")
+    await client.get_workflow_handle(run_id, run_id=description.run_id).signal(
+        EVENT_SIGNAL, ExternalEvent(name=event, payload=body.payload))
+    return EventAccepted(id=run_id, event=event)
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=CancelAccepted, responses=_ERRORS)

@@ -39,6 +39,7 @@ async def list_workflows(
                 task_queue=spec.task_queue,
                 input_schema=spec.input_model.model_json_schema(),
                 output_schema=spec.output_model.model_json_schema(mode="serialization"),
+                tags=list(spec.tags),
             )
             for spec in catalog.listed()
         ]
@@ -120,7 +121,7 @@ async def start_run(
     try:
         await client.start_workflow(
             spec.name,
-            validated,
+            spec.argument(validated),
             id=run_id,
             # A keyed id is never reused, even after the run closes: the key means "this request".
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

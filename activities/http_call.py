@@ -1,0 +1,96 @@
+"""The `http-call` activity: one request to an external API for a declarative workflow's `http`
+step (workflows/declarative.py).
+
+The target passes the same SSRF guard as every webhook (activities/notify/webhook.py): http(s),
+no loopback, private, link-local or other non-public address unless the development setting
+allows it, the request sent to the very address checked, no redirects followed. Every request
+carries an `Idempotency-Key` derived from the run and the step, the same on every retry.
+
+Temporal owns retries: 408, 429 and 5xx are retryable (`HttpUnavailable`), any other status
+outside the step's `expect` is `HttpRejected` (non-retryable), and an answer's JSON body (up to
+1 MiB) is the step's output.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.llm.providers.openai_compatible import retry_after
+from activities.notify.webhook import HTTP_TIMEOUT, USER_AGENT, checked_destination, target_host
+from steward import runtime
+from steward.logs import get_logger
+
+log = get_logger(__name__)
+
+HTTP_UNAVAILABLE = "HttpUnavailable"
+HTTP_REJECTED = "HttpRejected"
+MAX_BODY_BYTES = 1_048_576
+
+
+class HttpCallRequest(BaseModel):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    url: str
+    json_body: Any = None
+    expect: list[int] = Field(min_length=1)
+    idempotency_key: str
+
+
+class HttpCallResult(BaseModel):
+    status_code: int
+    body: Any = Field(None, description="The answer's JSON, when it is JSON of at most 1 MiB.")
+
+
+@activity.defn(name="http-call")
+async def http_call(request: HttpCallRequest) -> HttpCallResult:
+    settings = runtime.settings()
+    host = target_host(request.url)
+    destination, host_header, server_name = await checked_destination(
+        request.url, host, settings.notify_allow_private_networks)
+    headers = {"host": host_header, "idempotency-key": request.idempotency_key, "user-agent": USER_AGENT,
+               "accept": "application/json"}
+    content = None
+    if request.json_body is not None:
+        content = json.dumps(request.json_body, separators=(",", ":")).encode()
+        headers["content-type"] = "application/json"
+    extensions = {"sni_hostname": server_name} if destination.scheme == "https" else {}
+    try:
+        async with (
+            httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client,
+            client.stream(request.method, destination, content=content, headers=headers,
+                          extensions=extensions) as response,
+        ):
+            status = response.status_code
+            raw = b""
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    raw = b""
+                    break
+            answer_headers = response.headers
+    except httpx.TimeoutException:
+        raise ApplicationError(f"{host} timed out", type=HTTP_UNAVAILABLE) from None
+    except httpx.TransportError:
+        raise ApplicationError(f"{host} is unreachable", type=HTTP_UNAVAILABLE) from None
+    if status in request.expect:
+        log.info("http step answered", target_host=host, status_code=status)
+        return HttpCallResult(status_code=status, body=_json(raw, answer_headers))
+    if status in (408, 429) or status >= 500:
+        raise ApplicationError(f"{host} answered {status}", type=HTTP_UNAVAILABLE,
+                               next_retry_delay=retry_after(answer_headers) if status == 429 else None)
+    raise ApplicationError(f"{host} answered {status}, not one of {request.expect}", {"status_code": status},
+                           type=HTTP_REJECTED, non_retryable=True)
+
+
+def _json(raw: bytes, headers: httpx.Headers) -> Any:
+    if not raw or "json" not in headers.get("content-type", ""):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

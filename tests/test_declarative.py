@@ -1,0 +1,158 @@
+"""The declarative interpreter (work in progress): a definition runs as its own workflow type."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.worker import Worker
+
+from workers.worker import sandbox_runner
+from workflows.declarative import DeclarativeInput, DeclarativeWorkflow, definition_digest
+from workflows.notifications import CHANNEL_ACTIVITIES
+
+DEFINITION = {
+    "id": "wip-smoke",
+    "input": {"type": "object", "required": ["names"], "properties": {"names": {"type": "array"}}},
+    "output": "{'greeted': steps.greet.output, 'skipped': steps.never.status}",
+    "steps": [
+        {"name": "pause", "sleep": "1s"},
+        {"name": "never", "needs": ["pause"], "when": "size(input.names) > 10", "sleep": "1h"},
+        {"name": "greet", "needs": ["pause"], "for_each": "input.names",
+         "notify": {"channels": ["webhook"], "title": "Hello ${{ item }} (${{ index }})"}},
+    ],
+}
+
+
+async def test_a_definition_runs_with_needs_when_and_for_each(client):
+    queue = f"declarative-{uuid.uuid4().hex[:8]}"
+    request = DeclarativeInput(definition=DEFINITION, definition_sha256=definition_digest(DEFINITION),
+                               input={"names": ["Ada", "Grace"]})
+    async with Worker(client, task_queue=queue, workflows=[DeclarativeWorkflow], activities=list(CHANNEL_ACTIVITIES),
+                      workflow_runner=sandbox_runner()):
+        result = await client.execute_workflow("wip-smoke", request, id=f"wip-{uuid.uuid4().hex}", task_queue=queue)
+    assert result["output"] == {"greeted": [{"delivered": False, "channel": None}] * 2, "skipped": "skipped"}
+    assert result["steps"]["pause"]["status"] == "completed"
+
+
+async def test_a_failed_step_undoes_the_steps_before_it_through_their_compensation(client, settings):
+    import pytest
+    from temporalio.client import WorkflowFailureError
+
+    from activities.http_call import http_call
+    from tests.test_webhooks import Reply, serve_receiver
+
+    async with serve_receiver() as receiver:
+        receiver.script(Reply(status=201, body=b'{"id": "acc-7"}', headers={"content-type": "application/json"}),
+                        Reply(status=400), default=Reply(status=204))
+        definition = {
+            "id": "wip-saga",
+            "steps": [
+                {"name": "create", "http": {"method": "POST", "url": f"{receiver.url}/accounts", "json": {"a": 1}},
+                 "compensate": {"http": {"method": "POST", "url": f"{receiver.url}/accounts/created/cancel"}}},
+                {"name": "bill", "http": {"method": "POST", "url": f"{receiver.url}/bills", "expect": [201]}},
+            ],
+        }
+        request = DeclarativeInput(definition=definition, definition_sha256=definition_digest(definition), input={})
+        queue = f"declarative-{uuid.uuid4().hex[:8]}"
+        async with Worker(client, task_queue=queue, workflows=[DeclarativeWorkflow], activities=[http_call],
+                          workflow_runner=sandbox_runner()):
+            with pytest.raises(WorkflowFailureError) as failure:
+                await client.execute_workflow("wip-saga", request, id=f"wip-{uuid.uuid4().hex}", task_queue=queue)
+    assert "create undone (http)" in str(failure.value.cause)
+    assert [(r.path, r.headers["idempotency-key"].rsplit("/", 1)[1]) for r in receiver.requests] == [
+        ("/hooks/accounts", "create"), ("/hooks/bills", "bill"), ("/hooks/accounts/created/cancel", "create-undo")]
+
+
+JOB = """\
+workflow:
+  id: ci-test-job
+  description: Waits for a test job's report.
+  input: {type: object, required: [suite], properties: {suite: {type: string, minLength: 1}}}
+  output: "{'suite': input.suite, 'passed': steps.report.output.passed, 'failed': steps.report.output.failed}"
+  steps:
+    - name: report
+      wait_for: {event: job_finished, timeout: 1h}
+"""
+
+
+async def test_a_definition_is_listed_started_and_keeps_its_definition_when_the_file_changes(
+        client, settings, worker, auth, tmp_path):
+    import httpx
+
+    from tests.support import eventually, free_port, serve_api, wait_for_run
+
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    (folder / "job.yaml").write_text(JOB)
+    own = settings.model_copy(update={"api_port": free_port(), "definitions_dir": folder})
+    async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        listed = {w["name"]: w for w in (await http.get("/v1/workflows", headers=auth())).json()["workflows"]}
+        job = listed["ci-test-job"]
+        assert job["tags"] == ["declarative"] and job["input_schema"]["required"] == ["suite"]
+        refused = await http.post("/v1/workflows/ci-test-job/runs", json={"input": {"suite": ""}}, headers=auth())
+        assert refused.status_code == 422 and "suite" in refused.text
+
+        started = await http.post("/v1/workflows/ci-test-job/runs", json={"input": {"suite": "smoke"}},
+                                  headers=auth())
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+
+        async def waiting() -> bool | None:
+            run = (await http.get(f"/v1/runs/{run_id}", headers=auth())).json()
+            return True if run["stage"] == "report" else None
+
+        await eventually(waiting, "the run to wait for its report")
+        (folder / "job.yaml").write_text(JOB.replace("job_finished", "something_else"))  # under the running run
+        posted = await http.post(f"/v1/runs/{run_id}/events/job_finished", json={"payload": {"passed": 41,
+                                 "failed": 1}}, headers=auth())
+        assert posted.status_code == 202, posted.text
+        run = await wait_for_run(http, run_id, auth())
+        assert run["status"] == "completed", run
+        assert run["result"]["output"] == {"suite": "smoke", "passed": 41, "failed": 1}
+        assert len(run["result"]["definition_sha256"]) == 64
+        closed = await http.post(f"/v1/runs/{run_id}/events/job_finished", json={}, headers=auth())
+        assert closed.status_code == 409
+
+
+REVIEWED = """\
+workflow:
+  id: reviewed-fingerprint
+  description: Fingerprints a document once a person approves.
+  input: {type: object, required: [text], properties: {text: {type: string}}}
+  output: "{'approved': steps.review.output.approved, 'manifest': steps.fingerprint.output.manifest_sha256}"
+  steps:
+    - name: review
+      approval: {title: "Fingerprint this?", summary: "A document waits.", roles: [approver]}
+    - name: fingerprint
+      needs: [review]
+      when: steps.review.output.approved
+      workflow: {name: document-fingerprint, input: {documents: [{name: a.txt, text: "${{ input.text }}"}]}}
+"""
+
+
+async def test_a_declarative_approval_is_decided_through_the_api_and_gates_the_next_step(
+        client, settings, worker, auth, tmp_path):
+    import httpx
+
+    from tests.support import eventually, free_port, serve_api, wait_for_run
+
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    (folder / "reviewed.yaml").write_text(REVIEWED)
+    own = settings.model_copy(update={"api_port": free_port(), "definitions_dir": folder})
+    async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        started = await http.post("/v1/workflows/reviewed-fingerprint/runs", json={"input": {"text": "hello"}},
+                                  headers=auth(sub="rita", roles=("requester",)))
+        run_id = started.json()["id"]
+
+        async def waiting() -> bool | None:
+            run = (await http.get(f"/v1/runs/{run_id}", headers=auth())).json()
+            return True if run["status"] == "waiting_for_approval" else None
+
+        await eventually(waiting, "the run to wait for a person")
+        decided = await http.post(f"/v1/runs/{run_id}/approvals", json={"decision": "approve"},
+                                  headers=auth(sub="vera", roles=("approver",)))
+        assert decided.status_code == 200, decided.text
+        run = await wait_for_run(http, run_id, auth())
+    assert run["status"] == "completed", run
+    assert run["result"]["output"]["approved"] is True and len(run["result"]["output"]["manifest"]) == 64
