@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
+import httpx
 from temporalio.worker import Worker
+
+from tests.support import eventually, free_port, serve_api, wait_for_run
 
 from workers.worker import sandbox_runner
 from workflows.declarative import DeclarativeInput, DeclarativeWorkflow, definition_digest
@@ -63,6 +70,18 @@ async def test_a_failed_step_undoes_the_steps_before_it_through_their_compensati
         ("/hooks/accounts", "create"), ("/hooks/bills", "bill"), ("/hooks/accounts/created/cancel", "create-undo")]
 
 
+@asynccontextmanager
+async def api_with_definitions(settings, client, tmp_path: Path, **files: str) -> AsyncIterator[tuple[Path, Any]]:
+    """An API of its own reading `files` (name → YAML) from a definitions folder: (folder, http)."""
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text)
+    own = settings.model_copy(update={"api_port": free_port(), "definitions_dir": folder})
+    async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        yield folder, http
+
+
 JOB = """\
 workflow:
   id: ci-test-job
@@ -77,15 +96,7 @@ workflow:
 
 async def test_a_definition_is_listed_started_and_keeps_its_definition_when_the_file_changes(
         client, settings, worker, auth, tmp_path):
-    import httpx
-
-    from tests.support import eventually, free_port, serve_api, wait_for_run
-
-    folder = tmp_path / "definitions"
-    folder.mkdir()
-    (folder / "job.yaml").write_text(JOB)
-    own = settings.model_copy(update={"api_port": free_port(), "definitions_dir": folder})
-    async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with api_with_definitions(settings, client, tmp_path, job=JOB) as (folder, http):
         listed = {w["name"]: w for w in (await http.get("/v1/workflows", headers=auth())).json()["workflows"]}
         job = listed["ci-test-job"]
         assert job["tags"] == ["declarative"] and job["input_schema"]["required"] == ["suite"]
@@ -132,15 +143,7 @@ workflow:
 
 async def test_a_declarative_approval_is_decided_through_the_api_and_gates_the_next_step(
         client, settings, worker, auth, tmp_path):
-    import httpx
-
-    from tests.support import eventually, free_port, serve_api, wait_for_run
-
-    folder = tmp_path / "definitions"
-    folder.mkdir()
-    (folder / "reviewed.yaml").write_text(REVIEWED)
-    own = settings.model_copy(update={"api_port": free_port(), "definitions_dir": folder})
-    async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with api_with_definitions(settings, client, tmp_path, reviewed=REVIEWED) as (_, http):
         started = await http.post("/v1/workflows/reviewed-fingerprint/runs", json={"input": {"text": "hello"}},
                                   headers=auth(sub="rita", roles=("requester",)))
         run_id = started.json()["id"]
