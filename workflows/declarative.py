@@ -74,6 +74,9 @@ class StepOutcome(BaseModel):
 
 
 class DeclarativeResult(BaseModel):
+    """What a declarative run returns: `output` is what the definition's `output` says (every step's
+    output when it says nothing), beside each step's outcome and the definition's SHA-256."""
+
     definition: str
     definition_sha256: str
     output: Any
@@ -286,15 +289,6 @@ def _retry_policy(step: Step) -> RetryPolicy | None:
 DECLARATIVE_ACTIVITIES = (http_call, run_llm_task, *CHANNEL_ACTIVITIES)
 
 
-class DeclarativeOutput(BaseModel):
-    """What a declarative run returns (its `output` is what the definition's `output` says)."""
-
-    definition: str
-    definition_sha256: str
-    output: Any = None
-    steps: dict[str, StepOutcome]
-
-
 def input_model_for(definition: WorkflowDefinition) -> type[BaseModel]:
     """A model whose validation is the definition's JSON Schema, and whose JSON Schema is it too,
     so GET /v1/workflows shows it and POST .../runs checks it like a code workflow's model."""
@@ -322,7 +316,7 @@ def spec_for(definition: WorkflowDefinition) -> WorkflowSpec:
     digest = definition_digest(raw)
     return WorkflowSpec(
         name=definition.id, description=definition.description or f"Declarative workflow {definition.id}.",
-        workflow=DeclarativeWorkflow, input_model=input_model_for(definition), output_model=DeclarativeOutput,
+        workflow=DeclarativeWorkflow, input_model=input_model_for(definition), output_model=DeclarativeResult,
         activities=DECLARATIVE_ACTIVITIES, tags=("declarative",),
         summary=lambda _: definition.description or definition.id,
         start_argument=lambda validated: DeclarativeInput(definition=raw, definition_sha256=digest,
