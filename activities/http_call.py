@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm.providers.openai_compatible import retry_after
-from activities.notify.webhook import HTTP_TIMEOUT, USER_AGENT, checked_destination, target_host
+from activities.notify.webhook import USER_AGENT, send_checked, target_host
 from steward import runtime
 from steward.logs import get_logger
 
@@ -50,33 +50,15 @@ class HttpCallResult(BaseModel):
 async def http_call(request: HttpCallRequest) -> HttpCallResult:
     settings = runtime.settings()
     host = target_host(request.url)
-    destination, host_header, server_name = await checked_destination(
-        request.url, host, settings.notify_allow_private_networks)
-    headers = {"host": host_header, "idempotency-key": request.idempotency_key, "user-agent": USER_AGENT,
-               "accept": "application/json"}
+    headers = {"idempotency-key": request.idempotency_key, "user-agent": USER_AGENT, "accept": "application/json"}
     content = None
     if request.json_body is not None:
         content = json.dumps(request.json_body, separators=(",", ":")).encode()
         headers["content-type"] = "application/json"
-    extensions = {"sni_hostname": server_name} if destination.scheme == "https" else {}
-    try:
-        async with (
-            httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client,
-            client.stream(request.method, destination, content=content, headers=headers,
-                          extensions=extensions) as response,
-        ):
-            status = response.status_code
-            raw = b""
-            async for chunk in response.aiter_bytes():
-                raw += chunk
-                if len(raw) > MAX_BODY_BYTES:
-                    raw = b""
-                    break
-            answer_headers = response.headers
-    except httpx.TimeoutException:
-        raise ApplicationError(f"{host} timed out", type=HTTP_UNAVAILABLE) from None
-    except httpx.TransportError:
-        raise ApplicationError(f"{host} is unreachable", type=HTTP_UNAVAILABLE) from None
+    answer = await send_checked(request.method, request.url, content=content, headers=headers,
+                                allow_private=settings.notify_allow_private_networks, read_limit=MAX_BODY_BYTES,
+                                unavailable=HTTP_UNAVAILABLE)
+    status, raw, answer_headers = answer.status_code, answer.body, answer.headers
     if status in request.expect:
         log.info("http step answered", target_host=host, status_code=status)
         return HttpCallResult(status_code=status, body=_json(raw, answer_headers))

@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 import cel
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
+from temporalio import activity as temporal_activity
 
 from workflows.definition import (
     Action,
@@ -274,16 +275,12 @@ def _expression(text: str, path: Path, ran: set[str], where: _Locator, *, whole:
 def blocks_of(catalog_activities: list[Callable[..., Any]], llm_tasks: list[str], workflows: list[str]) -> Blocks:
     """Blocks from the catalog's activities (their Temporal names and pydantic input models), the
     shipped LLM tasks and the cataloged workflows."""
-    import typing
-
-    from temporalio import activity as temporal_activity
-
     activities: dict[str, type[BaseModel] | None] = {}
     for fn in catalog_activities:
         definition = temporal_activity._Definition.from_callable(fn)
         if definition is None or definition.name is None:
             continue
-        hints = [hint for name, hint in typing.get_type_hints(fn).items() if name != "return"]
+        hints = [hint for name, hint in get_type_hints(fn).items() if name != "return"]
         model = hints[0] if len(hints) == 1 and isinstance(hints[0], type) and issubclass(hints[0], BaseModel) \
             else None
         activities[definition.name] = model

@@ -17,10 +17,8 @@ body is `{"type", "timestamp", "data": <the event>}`, and `webhook-id` is the ev
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import defaultdict
-from datetime import timezone
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -30,13 +28,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.audit.log import AuditEntry, AuditLog
 from activities.events.feed import RunSequences
-from activities.events.model import Event, event_of
+from activities.events.model import event_of
 from activities.events.subscriptions import SubscriptionStore
 from activities.notify.webhook import (
     WEBHOOK_RATE_LIMITED,
     WEBHOOK_UNAVAILABLE,
-    checked_destination,
-    post_checked,
+    envelope,
+    send_checked,
     sign,
     signed_headers,
     target_host,
@@ -153,20 +151,14 @@ async def dispatch(store: SubscriptionStore, audit: AuditLog, tenant: str, entri
     """Hand `entries`' events to the subscriptions that want them (signalling through `client`,
     else the running activity's). Raises when Temporal cannot be reached: the caller's retry
     dispatches again, and finds the deliveries it logged."""
+    if not store.path.exists():
+        return  # nobody ever subscribed: every audit write takes this path, so no thread hop for it
     planned = await asyncio.to_thread(plan_deliveries, store, audit, tenant, entries)
     if planned:
         await signal_deliveries(client or activity.client(), planned)
 
 
 # --- delivering -------------------------------------------------------------------------------
-
-def body_of(event: Event) -> bytes:
-    envelope = {"type": event.type,
-                "timestamp": event.occurred_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"),
-                "data": event.model_dump(mode="json")}
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
 
 def _inactive(message: str) -> ApplicationError:
     return ApplicationError(message, type=SUBSCRIPTION_INACTIVE, non_retryable=True)
@@ -199,17 +191,17 @@ async def deliver_event(request: DeliveryAttempt) -> DeliveryOutcome:
                                 outcome, reason)  # type: ignore[arg-type]
 
     try:
-        destination, host_header, server_name = await checked_destination(
-            target.url, host, settings.notify_allow_private_networks)
         timestamp = int(time.time())
-        body = body_of(event)
-        headers = signed_headers(event.id, timestamp, sign(target.secrets, event.id, timestamp, body))
-        status_code, response_headers = await post_checked(destination, host_header, server_name, body, headers, host)
+        body = envelope(event.type, event.occurred_at, event.model_dump(mode="json"))
+        answer = await send_checked(
+            "POST", target.url, content=body, allow_private=settings.notify_allow_private_networks,
+            headers=signed_headers(event.id, timestamp, sign(target.secrets, event.id, timestamp, body)))
     except ApplicationError as error:
         final = error.non_retryable
         await attempted(None, error.message, "failed" if final else None, error.message if final else None)
         bound.warning("event not delivered", error_type=error.type, reason=error.message)
         raise
+    status_code, response_headers = answer.status_code, answer.headers
     if 200 <= status_code < 300:
         await attempted(status_code, None, "delivered")
         bound.info("event delivered", status_code=status_code)

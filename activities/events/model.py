@@ -188,24 +188,22 @@ def _notification(data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+# Audit kinds that are events of the same name, their data as written.
+_AS_WRITTEN = frozenset({"run.started", "run.stage_changed", "run.cancel_requested", "incident.acknowledged",
+                         "incident.resolved", "artifact.written", "subscription.disabled"})
 _MAPPED: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]] | None]] = {
-    "run.started": lambda data: ("run.started", data),
-    "run.stage_changed": lambda data: ("run.stage_changed", data),
-    "run.cancel_requested": lambda data: ("run.cancel_requested", data),
     "run.ended": _run_ended,
     **{f"approval.{kind}": _approval(kind) for kind in ("requested", "escalated", "voted", "decided", "auto_decided",
                                                          "withdrawn")},
-    "incident.acknowledged": lambda data: ("incident.acknowledged", data),
-    "incident.resolved": lambda data: ("incident.resolved", data),
     "notification.delivered": _notification,
     "notification.undelivered": _notification,
-    "artifact.written": lambda data: ("artifact.written", data),
     "llm.call": lambda data: ("llm.call_recorded", data),
-    "subscription.disabled": lambda data: ("subscription.disabled", data),
 }
 
 
 def _mapped(entry: AuditEntry) -> tuple[str, dict[str, Any]] | None:
+    if entry.kind in _AS_WRITTEN:
+        return entry.kind, entry.data
     mapper = _MAPPED.get(entry.kind)
     return mapper(entry.data) if mapper else None
 

@@ -400,12 +400,13 @@ class SubscriptionStore:
         found = self._run(row)
         if found is None:
             return None
-        signing = [s for s in (self._open(found, "secret"),) if s]
         until = _when(found["previous_until"])
-        if found["previous_secret"] is not None and until and until > datetime.now(UTC):
-            signing.append(self._open(found, "previous_secret") or "")
         if found["kind"] == "callback":
             signing = [platform_secret()]
+        elif found["previous_secret"] is not None and until and until > datetime.now(UTC):
+            signing = [self._open(found, "secret") or "", self._open(found, "previous_secret") or ""]
+        else:
+            signing = [self._open(found, "secret") or ""]
         return Target(subscription_id=subscription_id, tenant=found["tenant"], kind=found["kind"],
                       url=self._open(found, "url") or "", secrets=signing, status=found["status"])
 

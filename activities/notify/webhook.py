@@ -24,6 +24,7 @@ import ipaddress
 import json
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -120,15 +121,16 @@ def sign(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
     return " ".join(signatures)
 
 
+def envelope(event_type: str, occurred: datetime, data: Any) -> bytes:
+    """A Standard Webhooks body, `{type, timestamp, data}`, as canonical JSON (sorted keys, no
+    spaces): the bytes the signature covers."""
+    stamp = occurred.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"type": event_type, "timestamp": stamp, "data": data}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
 def payload(request: WebhookDeliveryRequest, now: datetime) -> bytes:
-    """The body as canonical JSON (sorted keys, no spaces): the bytes the signature covers."""
-    occurred = (request.occurred_at or now).astimezone(timezone.utc)
-    envelope = {
-        "type": request.event_type,
-        "timestamp": occurred.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": request.data,
-    }
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return envelope(request.event_type, request.occurred_at or now, request.data)
 
 
 def _failure(message: str, error_type: str, host: str | None, *, non_retryable: bool = False,
@@ -229,26 +231,47 @@ def signed_headers(message_id: str, timestamp: int, signature: str) -> dict[str,
             "content-type": "application/json", "user-agent": USER_AGENT}
 
 
-async def post_checked(destination: httpx.URL, host_header: str, server_name: str, body: bytes,
-                       headers: dict[str, str], host: str | None) -> tuple[int, httpx.Headers]:
-    """POST `body` to a destination `checked_destination` gave: the status and headers of the
-    answer, whose body is never read. Raises WebhookUnavailable when nothing answered."""
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    headers: httpx.Headers
+    body: bytes = b""  # read only when asked for, up to the limit asked
+
+
+async def send_checked(method: str, url: str, *, content: bytes | None, headers: dict[str, str], allow_private: bool,
+                       read_limit: int = 0, unavailable: str = WEBHOOK_UNAVAILABLE) -> Answer:
+    """One request through the SSRF guard (`checked_destination`): to the very address checked,
+    never redirected, never through a proxy. The answer's body is read only up to `read_limit`
+    bytes (0: not at all; an answer past the limit reads as empty). Raises the guard's refusal, or
+    `unavailable` when nothing answered."""
+    host = target_host(url)
+    try:
+        destination, host_header, server_name = await checked_destination(url, host, allow_private)
+    except ApplicationError as err:
+        log.warning("target refused", target_host=host, error_type=err.type, reason=err.message)
+        raise
     extensions = {"sni_hostname": server_name} if destination.scheme == "https" else {}
     try:
         # trust_env=False: an HTTP(S)_PROXY would resolve the name again on its side, out of
         # the guard's sight. follow_redirects=False: see _outcome_error.
         async with (
             httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client,
-            # Streamed and never read: a receiver's answer body is not ours to download.
-            client.stream("POST", destination, content=body, headers={**headers, "host": host_header},
+            client.stream(method, destination, content=content, headers={**headers, "host": host_header},
                           extensions=extensions) as response,
         ):
-            return response.status_code, response.headers
+            body = b""
+            if read_limit:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > read_limit:
+                        body = b""
+                        break
+            return Answer(response.status_code, response.headers, body)
     except httpx.TimeoutException:
-        error = _failure("the webhook receiver timed out", WEBHOOK_UNAVAILABLE, host)
+        error = _failure(f"the receiver at {host} timed out", unavailable, host)
     except httpx.TransportError:
-        error = _failure("the webhook receiver is unreachable", WEBHOOK_UNAVAILABLE, host)
-    log.warning("webhook not delivered", error_type=error.type, reason=error.message)
+        error = _failure(f"the receiver at {host} is unreachable", unavailable, host)
+    log.warning("request not answered", target_host=host, error_type=error.type, reason=error.message)
     raise error
 
 
@@ -265,12 +288,6 @@ async def deliver_webhook(request: WebhookDeliveryRequest) -> WebhookDeliveryRes
                 log.info("webhook skipped: no platform webhook configured")
                 return WebhookDeliveryResult(delivered=False, skipped=True, attempt=info.attempt)
             raise _failure("the callback target has no URL", WEBHOOK_TARGET_FORBIDDEN, None, non_retryable=True)
-        try:
-            destination, host_header, server_name = await checked_destination(
-                url, host, settings.notify_allow_private_networks)
-        except ApplicationError as err:
-            log.warning("webhook target refused", error_type=err.type, reason=err.message)
-            raise
         timestamp = int(time.time())
         body = payload(request, datetime.fromtimestamp(timestamp, timezone.utc))
         try:
@@ -278,8 +295,9 @@ async def deliver_webhook(request: WebhookDeliveryRequest) -> WebhookDeliveryRes
         except ValueError:
             raise _failure("the webhook signing secret is not a whsec_ secret", WEBHOOK_MISCONFIGURED, host,
                            non_retryable=True) from None
-        headers = signed_headers(request.message_id, timestamp, signature)
-        status, response_headers = await post_checked(destination, host_header, server_name, body, headers, host)
+        answer = await send_checked("POST", url, content=body, allow_private=settings.notify_allow_private_networks,
+                                    headers=signed_headers(request.message_id, timestamp, signature))
+        status, response_headers = answer.status_code, answer.headers
         error = _outcome_error(status, response_headers, host)
         if error is not None:
             log.warning("webhook not delivered", error_type=error.type, reason=error.message)

@@ -8,7 +8,8 @@ Deliveries are made by the workers (activities/events/delivery.py, workflows/eve
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ from steward.identity import Principal
 from workflows.catalog import Catalog
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+T = TypeVar("T")
 
 Manager = Annotated[Principal, Depends(require("subscriptions:manage"))]
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)}
@@ -79,8 +81,12 @@ class RedeliveryAccepted(BaseModel):
     status: str = "queued"
 
 
-def _not_found(subscription_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"subscription {subscription_id!r} not found")
+async def _or_404(subscription_id: str, work: Awaitable[T]) -> T:
+    """`work`'s answer, or 404 for a subscription that is not the caller's tenant's (or none)."""
+    try:
+        return await work
+    except SubscriptionNotFound:
+        raise ApiError(404, "not_found", f"subscription {subscription_id!r} not found") from None
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -134,10 +140,7 @@ async def list_subscriptions(principal: Manager, store: SubscriptionsDep) -> Sub
 
 @router.get("/{subscription_id}", response_model=Subscription, responses=_ERRORS)
 async def get_subscription(subscription_id: str, principal: Manager, store: SubscriptionsDep) -> Subscription:
-    try:
-        return await store.get(principal.tenant, subscription_id)
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    return await _or_404(subscription_id, store.get(principal.tenant, subscription_id))
 
 
 @router.patch("/{subscription_id}", response_model=Subscription, responses=_ERRORS)
@@ -145,53 +148,40 @@ async def update_subscription(subscription_id: str, body: SubscriptionUpdate, pr
                               store: SubscriptionsDep, catalog: CatalogDep, settings: SettingsDep) -> Subscription:
     _check_filters(body.event_types, body.workflows, catalog)
     url = await _check_url(body.url, settings.notify_allow_private_networks)
-    try:
-        return await store.update(
-            principal.tenant, subscription_id, url=url,
-            event_types=sorted(set(body.event_types)) if body.event_types is not None else None,
-            workflows=sorted(set(body.workflows)) if body.workflows is not None else None,
-            description=body.description)
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    return await _or_404(subscription_id, store.update(
+        principal.tenant, subscription_id, url=url,
+        event_types=sorted(set(body.event_types)) if body.event_types is not None else None,
+        workflows=sorted(set(body.workflows)) if body.workflows is not None else None,
+        description=body.description))
 
 
 @router.post("/{subscription_id}/pause", response_model=Subscription, responses=_ERRORS)
 async def pause_subscription(subscription_id: str, principal: Manager, store: SubscriptionsDep,
                              body: PauseRequest | None = None) -> Subscription:
     """Stop delivering: events from now on are logged as skipped (redeliverable), not sent."""
-    try:
-        return await store.update(principal.tenant, subscription_id, status="paused",
-                                  status_reason=(body.reason if body else None) or f"paused by {principal.sub}")
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    reason = (body.reason if body else None) or f"paused by {principal.sub}"
+    return await _or_404(subscription_id, store.update(principal.tenant, subscription_id, status="paused",
+                                                       status_reason=reason))
 
 
 @router.post("/{subscription_id}/resume", response_model=Subscription, responses=_ERRORS)
 async def resume_subscription(subscription_id: str, principal: Manager, store: SubscriptionsDep) -> Subscription:
     """Deliver again, also after the platform disabled it (a 410, or a day of failures)."""
-    try:
-        return await store.update(principal.tenant, subscription_id, status="active", status_reason=None)
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    return await _or_404(subscription_id, store.update(principal.tenant, subscription_id, status="active",
+                                                       status_reason=None))
 
 
 @router.post("/{subscription_id}/rotate-secret", response_model=SubscriptionWithSecret, responses=_ERRORS)
 async def rotate_secret(subscription_id: str, principal: Manager, store: SubscriptionsDep) -> SubscriptionWithSecret:
     """A new signing secret, shown once. Until `previous_secret_valid_until` every delivery carries
     two signatures, the new secret's and the old one's, so receivers switch when they are ready."""
-    try:
-        subscription, secret = await store.rotate_secret(principal.tenant, subscription_id)
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    subscription, secret = await _or_404(subscription_id, store.rotate_secret(principal.tenant, subscription_id))
     return SubscriptionWithSecret(subscription=subscription, secret=secret)
 
 
 @router.delete("/{subscription_id}", status_code=204, responses=_ERRORS)
 async def delete_subscription(subscription_id: str, principal: Manager, store: SubscriptionsDep) -> Response:
-    try:
-        await store.delete(principal.tenant, subscription_id)
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    await _or_404(subscription_id, store.delete(principal.tenant, subscription_id))
     return Response(status_code=204)
 
 
@@ -202,10 +192,8 @@ async def list_deliveries(
     before: Annotated[str | None, Query(max_length=64, description="A delivery id: older ones than it.")] = None,
 ) -> DeliveryPage:
     """The newest deliveries first, each with its attempts: time, status code, latency, error."""
-    try:
-        deliveries = await store.deliveries(principal.tenant, subscription_id, limit=limit, before=before)
-    except SubscriptionNotFound:
-        raise _not_found(subscription_id) from None
+    deliveries = await _or_404(subscription_id, store.deliveries(principal.tenant, subscription_id, limit=limit,
+                                                                 before=before))
     return DeliveryPage(deliveries=deliveries, next_before=deliveries[-1].id if len(deliveries) == limit else None)
 
 
