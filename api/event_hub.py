@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 
 from activities.audit.log import AuditEntry, AuditLog
 from steward.logs import get_logger
@@ -25,6 +26,10 @@ POLL_INTERVAL_S = 0.2
 # Entries one stream may have waiting; beyond it the stream ends and its client resumes.
 QUEUE_LIMIT = 5000
 READ_BATCH = 500
+# Entries a new stream is also offered from just before it opened. A run's history is read from
+# its index, which is written just after each entry: an entry already at the tail whose index was
+# not yet written would otherwise fall between history and live. Streams drop what they have.
+RECENT = 256
 
 
 class TooManyStreams(Exception):
@@ -35,9 +40,10 @@ class Listener:
     """One open stream's place at the tail: `queue` receives each new entry of its tenant, and
     None when the stream has fallen behind and must end."""
 
-    def __init__(self, hub: EventHub, tenant: str) -> None:
+    def __init__(self, hub: EventHub, tenant: str, position: int) -> None:
         self.hub = hub
         self.tenant = tenant
+        self.position = position  # where the tenant's log ended when the stream opened
         self.queue: asyncio.Queue[AuditEntry | None] = asyncio.Queue()
         self.closed = False
 
@@ -58,6 +64,8 @@ class _Tail:
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
         self.task: asyncio.Task[None] | None = None
+        self.position = 0
+        self.recent: deque[AuditEntry] = deque(maxlen=RECENT)
 
 
 class EventHub:
@@ -72,18 +80,22 @@ class EventHub:
         return len(tail.listeners) if tail else 0
 
     async def listen(self, tenant: str) -> Listener:
-        """A place at the tenant's tail, from now on: every entry written after this returns is offered.
-        Close it when the stream ends. Raises TooManyStreams beyond the tenant's limit."""
+        """A place at the tenant's tail: the entries shortly before now, then every entry written
+        after; `position` says where the log ended when it opened. Close it when the stream ends.
+        Raises TooManyStreams beyond the tenant's limit."""
         tail = self._tails.setdefault(tenant, _Tail())
         if len(tail.listeners) >= self.max_streams_per_tenant:
             raise TooManyStreams(tenant)
-        listener = Listener(self, tenant)
-        tail.listeners.add(listener)
         if tail.task is None:
-            # Where the log ends now, before the caller reads what came before: nothing falls between.
-            start = await asyncio.to_thread(self.audit.last_seq, tenant)
+            position = await asyncio.to_thread(self.audit.last_seq, tenant)
             if tail.task is None:
-                tail.task = asyncio.create_task(self._follow(tenant, tail, start), name=f"event-tail-{tenant}")
+                tail.position = position
+                tail.task = asyncio.create_task(self._follow(tenant, tail, max(0, position - RECENT)),
+                                                name=f"event-tail-{tenant}")
+        listener = Listener(self, tenant, tail.position)
+        for entry in tail.recent:
+            listener.offer(entry)
+        tail.listeners.add(listener)
         return listener
 
     def _leave(self, listener: Listener) -> None:
@@ -104,6 +116,8 @@ class EventHub:
                 log.exception("event tail could not read the audit log", tenant=tenant, after=after)
                 entries = []
             for entry in entries:
+                tail.recent.append(entry)
+                tail.position = max(tail.position, entry.seq)
                 for listener in list(tail.listeners):
                     listener.offer(entry)
                 after = entry.seq

@@ -194,8 +194,8 @@ async def _tenant_stream(listener: Listener, audit: AuditLog, tenant: str, after
                 and (not types or event.type in types))
 
     try:
-        cursor = after
-        while cursor is not None:  # catch up from the client's position, then follow the tail
+        cursor = after if after is not None else listener.position  # from now: nothing from before
+        while after is not None:  # catch up from the client's position, then follow the tail
             entries = await asyncio.to_thread(audit.following, tenant, cursor, limit=500)
             for entry in entries:
                 event = await asyncio.to_thread(sequences.event, entry)
@@ -208,7 +208,7 @@ async def _tenant_stream(listener: Listener, audit: AuditLog, tenant: str, after
             entry = await listener.queue.get()
             if entry is None:
                 return
-            if cursor is not None and entry.seq <= cursor:
+            if entry.seq <= cursor:
                 continue
             cursor = entry.seq
             event = await asyncio.to_thread(sequences.event, entry)
