@@ -161,3 +161,35 @@ async def test_unknown_task_is_non_retryable(fake_llm):
     with pytest.raises(ApplicationError) as raised:
         await run(REQUEST.model_copy(update={"task": "write-poetry"}))
     assert raised.value.type == errors.LLM_UNKNOWN_TASK and raised.value.non_retryable
+
+
+OWN_SCHEMA = {"type": "object", "required": ["company", "employees"], "additionalProperties": False,
+              "properties": {"company": {"type": "string", "minLength": 1},
+                             "employees": {"type": "integer", "minimum": 0, "maximum": 1000000}}}
+OWN_TASK = LlmTaskRequest(
+    task="enrich-records.extract", step="extract-0", instructions="Extract the company and its head count.",
+    output_schema=OWN_SCHEMA, untrusted=[UntrustedText(name="record", text="Acme GmbH employs 40 people.")],
+)
+
+
+async def test_a_definitions_own_task_sends_its_instructions_and_schema_and_validates_the_answer(fake_llm):
+    fake_llm.script(answer({"company": "Acme GmbH", "employees": -3}),
+                    answer({"company": "Acme GmbH", "employees": 40}))
+    result = await run(OWN_TASK)
+    assert result.answer == {"company": "Acme GmbH", "employees": 40} and result.record.validation.repaired
+    assert result.record.task == "enrich-records.extract" and result.record.prompt_template == "inline.v1"
+    first = fake_llm.requests[0]["body"]
+    assert "Extract the company and its head count." in first["messages"][0]["content"]
+    assert '"maximum": 1000000' in first["messages"][0]["content"]
+    wire = first["response_format"]["json_schema"]
+    assert wire["name"] == "enrich-records_extract" and "minLength" not in wire["schema"]["properties"]["company"]
+    assert "<<<DATA" in first["messages"][1]["content"] and "Acme GmbH employs" in first["messages"][1]["content"]
+    assert "employees" in fake_llm.requests[1]["body"]["messages"][-1]["content"]  # the repair names the field
+
+
+async def test_a_definitions_own_task_without_a_usable_schema_is_non_retryable(fake_llm):
+    for schema in (None, {"type": 12}):
+        with pytest.raises(ApplicationError) as raised:
+            await run(OWN_TASK.model_copy(update={"output_schema": schema}))
+        assert raised.value.type == errors.LLM_TASK_INVALID and raised.value.non_retryable
+    assert fake_llm.requests == []

@@ -112,3 +112,11 @@ async def test_offline_calls_take_nothing_from_the_model_budget():
     results = await asyncio.wait_for(asyncio.gather(*(run("risk-classification", CLEAN) for _ in range(3))), 30)
 
     assert all(r.record.validation.valid for r in results)
+
+
+async def test_the_offline_rules_send_a_definitions_own_task_to_a_person_instead_of_inventing_an_answer():
+    request = LlmTaskRequest(task="enrich-records.extract", step="extract-0", instructions="Extract the company.",
+                             output_schema={"type": "object", "properties": {"company": {"type": "string"}}})
+    result = await ActivityEnvironment().run(run_llm_task, request)
+    assert result.answer is None and result.needs_review and result.record.calls == 0
+    assert "offline provider cannot follow a definition's own instructions" in result.review_reasons[0]

@@ -10,7 +10,8 @@ LLM_BAD_RESPONSE = "LlmBadResponse"  # retryable: a body that is not a chat comp
 LLM_REQUEST_REJECTED = "LlmRequestRejected"  # non-retryable: 400/401/403/404/422 (configuration or request)
 LLM_OUTPUT_INVALID = "LlmOutputInvalid"  # non-retryable: invalid twice; details carry the call record
 LLM_UNKNOWN_TASK = "LlmUnknownTask"  # non-retryable: a workflow asked for a task that does not exist
+LLM_TASK_INVALID = "LlmTaskInvalid"  # non-retryable: a definition's own task has no usable output schema
 
-NON_RETRYABLE = (LLM_REQUEST_REJECTED, LLM_OUTPUT_INVALID, LLM_UNKNOWN_TASK)
+NON_RETRYABLE = (LLM_REQUEST_REJECTED, LLM_OUTPUT_INVALID, LLM_UNKNOWN_TASK, LLM_TASK_INVALID)
 # Answers a workflow must send to a person instead of deciding automatically.
 ROUTE_TO_REVIEW = (LLM_OUTPUT_INVALID,)

@@ -15,13 +15,19 @@ class UntrustedText(BaseModel):
 
 
 class LlmTaskRequest(BaseModel):
-    task: str = Field(description="A task from activities/llm/tasks.py, e.g. risk-classification.")
+    task: str = Field(description="A task from activities/llm/tasks.py, e.g. risk-classification; with "
+                                  "`instructions`, the name a definition's own task is recorded under.")
     step: str = Field(description="The workflow step asking, recorded in the ledger.")
     facts: dict[str, Any] = Field(
         default_factory=dict, description="Structured, already-validated inputs for the prompt."
     )
     untrusted: list[UntrustedText] = Field(default_factory=list)
     tenant: str | None = Field(None, description="For the tenant's daily spend cap, when set.")
+    # A declarative definition's own task (docs/declarative-workflows.md): its instructions and the
+    # schema its answer must fit travel in the request instead of living in prompts/ and schemas/.
+    instructions: str | None = Field(None, max_length=8000, description="A definition's own task: what to do.")
+    output_schema: dict[str, Any] | None = Field(None, description="With `instructions`: the JSON Schema the "
+                                                                    "answer must fit.")
 
 
 class InjectionFlag(BaseModel):

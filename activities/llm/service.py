@@ -27,7 +27,7 @@ from activities.llm.providers.openai_compatible import OpenAICompatibleProvider
 from activities.llm.ratelimit import ModelBudget
 from activities.llm.screening import screen
 from activities.llm.spend import SPEND_DB_FILE, SpendLedger, SqliteSpendLedger
-from activities.llm.tasks import TASKS, LlmTask, render
+from activities.llm.tasks import InvalidTask, LlmTask, render, task_for
 from policies import output as output_policy
 from steward import runtime
 from steward.logs import get_logger
@@ -122,7 +122,10 @@ class LlmService:
         return reply, (time.perf_counter() - started) * 1000
 
     async def run(self, request: LlmTaskRequest, *, attempt: int = 1, on_wait: Any = None) -> LlmTaskResult:
-        task = TASKS.get(request.task)
+        try:
+            task = task_for(request)
+        except InvalidTask as error:
+            raise ApplicationError(str(error), type=errors.LLM_TASK_INVALID, non_retryable=True) from None
         if task is None:
             raise ApplicationError(f"no LLM task named {request.task!r}", type=errors.LLM_UNKNOWN_TASK,
                                    non_retryable=True)
@@ -142,6 +145,14 @@ class LlmService:
             log.warning("llm step held for review", step=request.step, task=task.name, flags=len(flags))
             return LlmTaskResult(record=record, needs_review=True,
                                  review_reasons=[f"possible prompt injection in {', '.join(sources)}"])
+
+        if task.inline and not self.provider.follows_instructions:
+            # The offline rules answer the shipped tasks only: inventing an answer to a definition's
+            # own instructions would be dishonest, so a person decides.
+            record.validation.errors = ["not sent: the offline provider answers shipped tasks only"]
+            log.warning("llm step held for review", step=request.step, task=task.name, reason="no model")
+            return LlmTaskResult(record=record, needs_review=True, review_reasons=[
+                "no model is configured: the offline provider cannot follow a definition's own instructions"])
 
         day = self.today()
         over_cap = await self._spend_cap_reached(request.tenant, day)

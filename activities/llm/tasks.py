@@ -1,8 +1,10 @@
 """The LLM tasks Steward knows: each a versioned prompt and the JSON Schema of its answer.
 
 A prompt is two files, prompts/<task>.<version>.system.txt and .user.txt, rendered with
-string.Template. Untrusted text is fenced between DATA markers whose label is derived from the
-text's own digest, so the text cannot contain its own closing marker.
+string.Template. A declarative definition's own task (`task_for` a request with instructions) uses
+the `inline` prompt, with the definition's instructions and answer schema in it. Untrusted text is
+fenced between DATA markers whose label is derived from the text's own digest, so the text cannot
+contain its own closing marker.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from activities.llm.models import UntrustedText
+from activities.llm.models import LlmTaskRequest, UntrustedText
 
 _HERE = Path(__file__).parent
 
@@ -30,18 +32,25 @@ class LlmTask:
     decision_field: str | None = None
     confidence_field: str = "confidence"
     explanation_field: str = "explanation"
+    # A definition's own task: its instructions, and its answer's schema as canonical JSON text.
+    instructions: str | None = None
+    inline_schema: str | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.instructions is not None
 
     @property
     def prompt_template(self) -> str:
-        return f"{self.name}.{self.prompt_version}"
+        return f"{INLINE_PROMPT}.{self.prompt_version}" if self.inline else f"{self.name}.{self.prompt_version}"
 
     @property
     def schema(self) -> dict[str, Any]:
-        return _load_schema(self.name)
+        return json.loads(self.inline_schema) if self.inline_schema else _load_schema(self.name)
 
     @property
     def validator(self) -> Draft202012Validator:
-        return _validator(self.name)
+        return _inline_validator(self.inline_schema) if self.inline_schema else _validator(self.name)
 
     def decision_of(self, answer: dict[str, Any]) -> str | None:
         if self.decision_field is None:
@@ -60,6 +69,36 @@ TASKS: dict[str, LlmTask] = {
         LlmTask("summary", "v1"),
     )
 }
+
+
+INLINE_PROMPT = "inline"
+INLINE_PROMPT_VERSION = "v1"
+
+
+class InvalidTask(ValueError):
+    """A definition's own task whose output schema is no JSON Schema."""
+
+
+def task_for(request: LlmTaskRequest) -> LlmTask | None:
+    """The task a request asks for: a shipped one by name, or the definition's own when the request
+    carries instructions. None when no shipped task has that name."""
+    if request.instructions is None:
+        return TASKS.get(request.task)
+    if request.output_schema is None:
+        raise InvalidTask(f"task {request.task!r}: instructions need the output_schema the answer must fit")
+    schema = json.dumps(request.output_schema, sort_keys=True)
+    try:
+        _inline_validator(schema)
+    except Exception as error:  # SchemaError, or a $ref the validator cannot resolve
+        raise InvalidTask(f"task {request.task!r}: the output_schema is not a JSON Schema: {error}") from None
+    return LlmTask(request.task, INLINE_PROMPT_VERSION, instructions=request.instructions, inline_schema=schema)
+
+
+@lru_cache(maxsize=256)
+def _inline_validator(schema: str) -> Draft202012Validator:
+    parsed = json.loads(schema)
+    Draft202012Validator.check_schema(parsed)
+    return Draft202012Validator(parsed)
 
 
 @cache
@@ -92,7 +131,7 @@ class RenderedPrompt:
 
 def render(task: LlmTask, facts: dict[str, Any], untrusted: list[UntrustedText]) -> RenderedPrompt:
     system = _template(f"{task.prompt_template}.system").substitute(
-        schema=json.dumps(task.schema, indent=1, sort_keys=True)
+        schema=json.dumps(task.schema, indent=1, sort_keys=True), instructions=task.instructions or ""
     )
     user = _template(f"{task.prompt_template}.user").substitute(
         facts=json.dumps(facts, indent=1, sort_keys=True, default=str),

@@ -23,6 +23,9 @@ class Provider(Protocol):
     # A remote endpoint enforces rate limits, so calls to it wait for the model's budget; a
     # provider that runs in the worker (the offline rules) has none to respect.
     rate_limited: bool
+    # A model follows any instructions (a declarative definition's own task); rules answer the
+    # shipped tasks only.
+    follows_instructions: bool
 
     async def complete(
         self, task: LlmTask, request: LlmTaskRequest, messages: list[dict[str, Any]]

@@ -225,6 +225,7 @@ class OfflineProvider:
     name: Literal["offline"] = "offline"
     model = MODEL_NAME
     rate_limited = False
+    follows_instructions = False
 
     def __init__(self, *, sanctioned_countries: list[str]) -> None:
         self.sanctioned = frozenset(c.upper() for c in sanctioned_countries)

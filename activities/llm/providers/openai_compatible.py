@@ -8,6 +8,7 @@ passed on, since some providers echo part of the API key in it.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from datetime import timedelta
 from typing import Any, Literal
@@ -25,6 +26,8 @@ from activities.llm.tasks import LlmTask
 _REJECTED_STATUSES = {400, 401, 403, 404, 422}
 # Keywords OpenAI's strict structured outputs do not accept; our local validation enforces them.
 _UNSUPPORTED_STRICT_KEYWORDS = {"minLength", "maxLength", "$schema", "title"}
+# The endpoint names a schema with letters, digits, _ and - only (a definition's task has dots).
+_WIRE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 # Without a Retry-After, wait this long after a 429.
 DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=10)
 MAX_RATE_LIMIT_DELAY = timedelta(minutes=10)
@@ -61,6 +64,7 @@ def retry_after(headers: Any) -> timedelta:
 class OpenAICompatibleProvider:
     name: Literal["openai"] = "openai"
     rate_limited = True
+    follows_instructions = True
 
     def __init__(self, *, base_url: str | None, api_key: str | None, model: str, timeout_s: float,
                  output_mode: str, max_output_tokens: int) -> None:
@@ -79,7 +83,8 @@ class OpenAICompatibleProvider:
         if self.output_mode == "json_schema":
             return {
                 "type": "json_schema",
-                "json_schema": {"name": task.name.replace("-", "_"), "schema": wire_schema(task.schema), "strict": True},
+                "json_schema": {"name": _WIRE_NAME.sub("_", task.name)[:64], "schema": wire_schema(task.schema),
+                                "strict": True},
             }
         if self.output_mode == "json_object":
             return {"type": "json_object"}
