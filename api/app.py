@@ -18,6 +18,7 @@ from api import inbox
 from activities.artifacts.store import FileArtifactStore
 from activities.audit.activity import audit_log
 from activities.events.subscriptions import SubscriptionStore
+from api.definitions_watch import DefinitionsWatch
 from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.paging import PageTokens
@@ -33,7 +34,7 @@ from steward import __version__, temporal_client
 from steward.codec import EncryptionCodec, Keyring
 from steward.logs import get_logger
 from steward.settings import Settings
-from workflows.catalog import discover
+from workflows.catalog import discover_code
 
 log = get_logger("api.access")
 
@@ -81,9 +82,9 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         rbac.check_startup(settings)  # a broken role policy stops start-up, naming file and line
-        app.state.catalog = discover(settings.workflow_packages, settings.definition_dirs)
-        for problem in app.state.catalog.problems:  # a broken definition is left out, not fatal
-            log.warning("declarative definition not loaded", problem=problem)
+        # Code workflows imported once; definitions read now (app.state.catalog) and reread on change.
+        definitions = DefinitionsWatch(app.state, discover_code(settings.workflow_packages), settings.definition_dirs)
+        definitions.load()
         app.state.jwt_secret = settings.jwt_signing_secret()
         app.state.page_tokens = PageTokens(app.state.jwt_secret)
         # One keyring for the API's artifact reads and its /codec endpoint, read once.
@@ -96,7 +97,8 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         # Lazy: the API starts (and /readyz says "not ready") even while Temporal is down.
         app.state.client = client or await temporal_client.connect(settings, lazy=True)
         log.info("api started", temporal=settings.temporal_address, workflows=sorted(app.state.catalog.specs))
-        yield
+        async with definitions.watching():
+            yield
         await app.state.event_hub.close()
 
     # FastAPIOffline: FastAPI's own docs pages, with their assets served locally instead of from a

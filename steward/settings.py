@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     workflow_packages: list[str] = Field(default_factory=list)
     definitions_dir: Path | None = Field(
         None, description="A folder of declarative workflow definitions (*.yaml), beside the shipped ones.")
+    http_endpoints: dict[str, Annotated[str, Field(pattern=r"^https?://")]] = Field(
+        default_factory=dict, description="Named base URLs a definition's http steps call by `endpoint`, so "
+                                          "definitions name a service and each deployment says where it is.")
     worker_grace_s: float = Field(
         30.0, ge=0, description="How long a stopping worker lets running activities finish."
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +55,8 @@ class FakeOpenAI:
     url: str
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Answers chosen by the request instead of by order: for concurrent calls (a fan-out).
+    respond: Callable[[dict[str, Any]], Reply] | None = None
 
     def script(self, *replies: Reply) -> None:
         self.replies = list(replies)
@@ -63,9 +65,9 @@ class FakeOpenAI:
     async def handle(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append({"headers": dict(request.headers), "body": body})
-        if not self.replies:
+        if self.respond is None and not self.replies:
             return JSONResponse({"error": {"message": "no scripted reply left"}}, status_code=599)
-        reply = self.replies.pop(0)
+        reply = self.respond(body) if self.respond is not None else self.replies.pop(0)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.body is not None:

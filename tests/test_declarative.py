@@ -121,6 +121,7 @@ async def test_a_definition_is_listed_started_and_keeps_its_definition_when_the_
         assert run["status"] == "completed", run
         assert run["result"]["output"] == {"suite": "smoke", "passed": 41, "failed": 1}
         assert len(run["result"]["definition_sha256"]) == 64
+        assert run["definition_sha256"] == run["result"]["definition_sha256"]  # in the details while it runs, too
         closed = await http.post(f"/v1/runs/{run_id}/events/job_finished", json={}, headers=auth())
         assert closed.status_code == 409
 
@@ -159,3 +160,98 @@ async def test_a_declarative_approval_is_decided_through_the_api_and_gates_the_n
         run = await wait_for_run(http, run_id, auth())
     assert run["status"] == "completed", run
     assert run["result"]["output"]["approved"] is True and len(run["result"]["output"]["manifest"]) == 64
+
+
+def _request(definition: dict[str, Any], **inputs: Any) -> DeclarativeInput:
+    return DeclarativeInput(definition=definition, definition_sha256=definition_digest(definition), input=inputs)
+
+
+async def test_a_step_starts_when_its_own_needs_finish_not_when_every_earlier_step_has(client):
+    from temporalio.client import WorkflowExecutionStatus
+
+    from activities.http_call import http_call
+    from tests.test_webhooks import serve_receiver
+    from workflows.declarative import EVENT_SIGNAL, ExternalEvent
+
+    async with serve_receiver() as receiver:
+        definition = {"id": "wip-graph", "output": "steps.after_quick.output.status_code", "steps": [
+            {"name": "slow", "wait_for": {"event": "go", "timeout": "10m"}},
+            {"name": "quick", "sleep": "1s"},
+            {"name": "after_quick", "needs": ["quick"], "http": {"url": f"{receiver.url}/after"}},
+            {"name": "last", "needs": ["slow", "after_quick"], "sleep": "1s"},
+        ]}
+        queue = f"declarative-{uuid.uuid4().hex[:8]}"
+        async with Worker(client, task_queue=queue, workflows=[DeclarativeWorkflow], activities=[http_call],
+                          workflow_runner=sandbox_runner()):
+            handle = await client.start_workflow("wip-graph", _request(definition), id=f"wip-{uuid.uuid4().hex}",
+                                                 task_queue=queue)
+
+            async def called() -> bool | None:
+                return True if receiver.requests else None
+
+            await eventually(called, "the step after `quick` to run while `slow` still waits")
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            await handle.signal(EVENT_SIGNAL, ExternalEvent(name="go"))
+            result = await handle.result()
+    assert result["output"] == 200 and list(result["steps"]) == ["quick", "after_quick", "slow", "last"]
+
+
+async def test_a_failed_step_cancels_the_steps_still_running_and_undoes_them_newest_first(client):
+    import pytest
+    from temporalio.client import WorkflowFailureError
+
+    from activities.http_call import http_call
+    from tests.test_webhooks import Reply, serve_receiver
+
+    async with serve_receiver() as receiver:
+        receiver.script(Reply(status=201), Reply(status=400), default=Reply(status=204))
+        definition = {"id": "wip-cancel-siblings", "steps": [
+            {"name": "waiting", "wait_for": {"event": "never", "timeout": "1h"},
+             "compensate": {"http": {"url": f"{receiver.url}/undo-waiting"}}},
+            {"name": "create", "http": {"url": f"{receiver.url}/create"},
+             "compensate": {"http": {"url": f"{receiver.url}/undo-create"}}},
+            {"name": "bill", "needs": ["create"], "http": {"url": f"{receiver.url}/bill", "expect": [201]}},
+        ]}
+        queue = f"declarative-{uuid.uuid4().hex[:8]}"
+        async with Worker(client, task_queue=queue, workflows=[DeclarativeWorkflow], activities=[http_call],
+                          workflow_runner=sandbox_runner()):
+            with pytest.raises(WorkflowFailureError) as failure:
+                await client.execute_workflow("wip-cancel-siblings", _request(definition),
+                                              id=f"wip-{uuid.uuid4().hex}", task_queue=queue)
+    assert "answered 400" in str(failure.value.cause) and "undone" in str(failure.value.cause)
+    assert [r.path for r in receiver.requests] == ["/hooks/create", "/hooks/bill", "/hooks/undo-create",
+                                                   "/hooks/undo-waiting"]
+
+
+CHILD = """\
+workflow:
+  id: greeting-child
+  input: {type: object, required: [name], properties: {name: {type: string}}}
+  output: "'Hello, ' + input.name"
+  steps:
+    - name: pause
+      sleep: 1s
+"""
+PARENT = """\
+workflow:
+  id: greeting-parent
+  input: {type: object, required: [name], properties: {name: {type: string}}}
+  output: steps.greet.output.output
+  steps:
+    - name: greet
+      workflow: {name: greeting-child, input: {name: "${{ input.name }}"}}
+"""
+
+
+async def test_a_definition_starts_another_definition_as_a_child_carrying_its_definition(
+        client, settings, worker, auth, tmp_path):
+    async with api_with_definitions(settings, client, tmp_path, parent=PARENT, child=CHILD) as (_, http):
+        started = await http.post("/v1/workflows/greeting-parent/runs", json={"input": {"name": "Ada"}},
+                                  headers=auth())
+        assert started.status_code == 202, started.text
+        run = await wait_for_run(http, started.json()["id"], auth())
+        assert run["status"] == "completed", run
+        assert run["result"]["output"] == "Hello, Ada"
+        child = (await http.get(f"/v1/runs/{run['id']}-greet", headers=auth())).json()
+    assert child["workflow"] == "greeting-child" and child["status"] == "completed"
+    assert len(child["definition_sha256"]) == 64 and child["definition_sha256"] != run["definition_sha256"]

@@ -8,6 +8,7 @@ import textwrap
 import jsonschema
 from pydantic import BaseModel
 
+from activities.step_context import StepContext
 from workflows.definition import DefinitionFile, WorkflowDefinition, mermaid, parse_duration, waves
 from workflows.definition_check import Blocks, check
 
@@ -17,7 +18,8 @@ class Extract(BaseModel):
     language: str = "en"
 
 
-BLOCKS = Blocks(activities={"ExtractApplicantData": Extract, "ClassifyRisk": None, "GenerateReport": None},
+BLOCKS = Blocks(activities={"ExtractApplicantData": StepContext, "ExtractFields": Extract, "ClassifyRisk": None,
+                            "GenerateReport": None},
                 llm_tasks=frozenset({"summary"}), workflows=frozenset({"document-fingerprint"}))
 
 
@@ -151,7 +153,7 @@ def test_blocks_must_exist_and_literal_inputs_fit_the_activitys_model():
             - name: a
               activity: NoSuchActivity
             - name: b
-              activity: ExtractApplicantData
+              activity: ExtractFields
               input: {language: de}
             - name: c
               llm: {task: poem}
@@ -159,6 +161,10 @@ def test_blocks_must_exist_and_literal_inputs_fit_the_activitys_model():
               workflow: {name: nowhere}
             - name: e
               llm: {prompt: "Extract the fields.", output_schema: {type: 12}}
+            - name: f
+              llm: {prompt: "Extract ${{ input.kind }}.", output_schema: {type: array}}
+            - name: g
+              activity: ExtractFields
         """)
     assert any(p.startswith("flows/example.yaml:3:10: workflow.input: not a JSON Schema") for p in found), found
     assert "flows/example.yaml:6:17: workflow.steps[0].activity: no registered activity is named 'NoSuchActivity'" \
@@ -169,6 +175,12 @@ def test_blocks_must_exist_and_literal_inputs_fit_the_activitys_model():
         in found
     assert any(p.startswith("flows/example.yaml:15:59: workflow.steps[4].llm.output_schema: not a JSON Schema")
                for p in found), found
+    assert "flows/example.yaml:17:21: workflow.steps[5].llm.prompt: the prompt is instructions only: put values " \
+           "in `facts` (trusted) or `untrusted` (fenced, screened)" in found
+    assert "flows/example.yaml:17:66: workflow.steps[5].llm.output_schema: the answer is one JSON object: the " \
+           "schema needs `type: object`" in found
+    assert "flows/example.yaml:19:17: workflow.steps[6].activity: ExtractFields takes Extract: give it an `input` " \
+           "(only a step-context activity runs without one)" in found
 
 
 def test_yaml_that_does_not_parse_is_one_problem_at_its_position():

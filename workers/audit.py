@@ -66,6 +66,9 @@ class _AuditInbound(WorkflowInboundInterceptor):
             "idempotency_key_sha256": workflow.memo_value("idempotency_key_sha256", None),
             "parent_run": workflow.info().parent.workflow_id if workflow.info().parent else None,
             "input_sha256": digest(list(input.args)),
+            # A declarative run's definition, by the SHA-256 of what it runs (only theirs: code
+            # workflows' entries stay as they were).
+            **({"definition_sha256": sha} if (sha := workflow.memo_value("definition_sha256", None)) else {}),
         }))
         try:
             result = await self._before_deadline(input)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -31,7 +32,7 @@ from workers.cpu import CpuPool, cpu_pool, is_cpu_bound
 from workflows.catalog import Catalog, discover
 from workflows.declarative import DECLARATIVE_ACTIVITIES, DeclarativeWorkflow
 from workflows.event_delivery import DELIVERY_ACTIVITIES, EventDeliveryWorkflow
-from workflows.spec import DEFAULT_TASK_QUEUE
+from workflows.spec import DEFAULT_TASK_QUEUE, WorkflowSpec
 from workflows.spec import cpu_task_queue
 
 log = get_logger(__name__)
@@ -80,18 +81,18 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
         by_queue.setdefault(DEFAULT_TASK_QUEUE, [])  # declarative runs need it, even with none cataloged yet
     queues = sorted(by_queue.items())
     # The CPU workers share the pool's processes: together they accept no more than it runs.
-    cpu_queues = sum(1 for _, specs in queues if any(is_cpu_bound(a) for a in catalog.activities_for(specs)))
+    cpu_queues = sum(1 for queue, specs in queues if any(is_cpu_bound(a) for a in _activities(catalog, specs, queue,
+                                                                                               platform)))
     # Webhook deliveries on a queue of their own: a backlog of retries never delays a run. Without
     # `platform`, only the catalog's queues (a process adding workflows beside a full worker's).
     workers = [Worker(client, task_queue=EVENTS_TASK_QUEUE, workflows=[EventDeliveryWorkflow],
                       activities=list(DELIVERY_ACTIVITIES), workflow_runner=sandbox_runner(),
                       graceful_shutdown_timeout=grace)] if platform else []
     for task_queue, specs in queues:
-        activities = catalog.activities_for(specs)
+        activities = _activities(catalog, specs, task_queue, platform)
         workflows = list(dict.fromkeys(spec.workflow for spec in specs))  # one interpreter for every definition
         if platform and task_queue == DEFAULT_TASK_QUEUE:
             workflows = list(dict.fromkeys([*workflows, DeclarativeWorkflow]))
-            activities = list(dict.fromkeys([*activities, *DECLARATIVE_ACTIVITIES]))
         workers.append(Worker(
             client,
             task_queue=task_queue,
@@ -122,6 +123,15 @@ def build_workers(client: Client, catalog: Catalog, *, grace: timedelta, cpu: Cp
     return workers
 
 
+def _activities(catalog: Catalog, specs: list[WorkflowSpec], task_queue: str, platform: bool) -> list[Any]:
+    """A queue's activities: its workflows', and on the default queue of a full worker the blocks
+    every declarative definition may call, whether or not one is cataloged yet."""
+    activities = catalog.activities_for(specs)
+    if platform and task_queue == DEFAULT_TASK_QUEUE:
+        activities = list(dict.fromkeys([*activities, *DECLARATIVE_ACTIVITIES]))
+    return activities
+
+
 @contextlib.asynccontextmanager
 async def hosting(client: Client, catalog: Catalog, settings: Settings, *, grace: timedelta,
                   task_queue_activities_per_second: float | None = None,
@@ -130,7 +140,8 @@ async def hosting(client: Client, catalog: Catalog, settings: Settings, *, grace
 
     Run them with run_workers; the pool stops after they have shut down.
     """
-    cpu_bound = [a for a in catalog.activities_for(catalog.specs.values()) if is_cpu_bound(a)]
+    everything = [*catalog.activities_for(catalog.specs.values()), *(DECLARATIVE_ACTIVITIES if platform else ())]
+    cpu_bound = list(dict.fromkeys(a for a in everything if is_cpu_bound(a)))
     async with contextlib.AsyncExitStack() as stack:
         cpu = await stack.enter_async_context(cpu_pool(settings, cpu_bound)) if cpu_bound else None
         yield build_workers(client, catalog, grace=grace, cpu=cpu, platform=platform,

@@ -2,13 +2,14 @@
 every definition, each under its own workflow type (the definition's id), so the API's listing,
 filters, audit and events treat them like code workflows.
 
-Steps run wave by wave (workflows/definition.py:waves): a step starts when every step of the
-wave before has finished, which keeps a run's order easy to read in its history. When a step
-fails, the compensations registered by the steps before it run newest first (workflows/saga.py)
-and the run fails naming the step and what was undone.
+A step starts as soon as every step it needs has finished; steps whose needs are met run at
+once, started in the order written, so the same history always comes from the same definition.
+When a step fails, the steps still running are cancelled, the compensations registered so far run
+newest first (workflows/saga.py) and the run fails naming the step and what was undone.
 
-The definition travels in the run's input with its SHA-256, so a running instance keeps the
-definition it started with whatever happens to the file.
+The definition travels in the run's input with its SHA-256 — and so do the definitions of the
+declarative workflows it starts as children — so a running instance keeps what it started with
+whatever happens to the files.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ with workflow.unsafe.imports_passed_through():
     import cel
     from jsonschema import Draft202012Validator
 
+    from activities.artifacts.store import ArtifactRef
+    from activities.compliance.steps import RESULT_TYPES, STEP_ACTIVITIES
     from activities.http_call import HttpCallRequest, http_call
     from activities.llm.activity import run_llm_task
-    from activities.llm.models import LlmTaskRequest, UntrustedText
+    from activities.llm.models import LlmTaskRequest, LlmTaskResult, UntrustedText
+    from activities.step_context import RunContext, StepContext
     from activities.notify.message import Notice
 
 from steward.search_attributes import for_new_run
+from workflows.artifacts import record_artifacts
 from workflows.approvals import ApprovalRequest, ApprovalsMixin, LadderStep
 from workflows.definition import EXPRESSION, Action, Step, WorkflowDefinition, parse_duration, waves
 from workflows.llm_steps import LlmLedger
 from workflows.notifications import CHANNEL_ACTIVITIES, ChannelTarget, deliver_notice
 from workflows.saga import COMPENSATION_RETRY, Saga, describe_compensations
-from workflows.spec import WorkflowSpec
+from workflows.spec import DEFAULT_TASK_QUEUE, WorkflowSpec, cpu_task_queue
 from workflows.stage import enter_stage
 
 EVENT_SIGNAL = "steward.event"
@@ -57,10 +62,25 @@ def definition_digest(definition: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+class ChildWorkflow(BaseModel):
+    """A cataloged workflow a definition starts as a child, as the catalog knew it when the run started."""
+
+    task_queue: str
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"},
+                                         description="Checked before the child starts: a child that cannot "
+                                                     "read its input would never start.")
+    definition: dict[str, Any] | None = Field(None, description="A declarative child's definition.")
+
+
 class DeclarativeInput(BaseModel):
     definition: dict[str, Any] = Field(description="The definition the run started with.")
     definition_sha256: str
     input: dict[str, Any] = Field(default_factory=dict)
+    children: dict[str, ChildWorkflow] = Field(
+        default_factory=dict, description="Every workflow the definition (and its declarative children) may "
+                                          "start, by name.")
+    cpu_activities: list[str] = Field(default_factory=list, description="Activities served on the CPU task "
+                                                                        "queue (plain `def`s: workers/cpu.py).")
 
 
 class ExternalEvent(BaseModel):
@@ -135,11 +155,12 @@ class DeclarativeWorkflow(ApprovalsMixin):
         self.base = {"input": request.input, "run": {"id": info.workflow_id,
                                                       "requested_by": workflow.memo_value("requested_by", ""),
                                                       "tenant": workflow.memo_value("tenant", "")}}
-        steps = {step.name: step for step in definition.steps}
+        self.definition_id = definition.id
+        self.children = request.children
+        self.cpu_activities = set(request.cpu_activities)
         self.saga = Saga()
         try:
-            for wave in waves(definition):  # each wave's steps only need earlier waves'
-                await asyncio.gather(*(self._run_step(steps[name]) for name in wave))
+            await self._run_graph(definition)
         except (ApplicationError, ActivityError, ChildWorkflowError, asyncio.CancelledError) as error:
             if not self.saga.registered:
                 raise
@@ -155,6 +176,31 @@ class DeclarativeWorkflow(ApprovalsMixin):
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DeclarativeResult(definition=definition.id, definition_sha256=request.definition_sha256,
                                  output=output, steps=self.outcomes).model_dump(mode="json")
+
+    async def _run_graph(self, definition: WorkflowDefinition) -> None:
+        """Each step as soon as its needs have finished. The first failure cancels the steps still
+        running and is raised once they have stopped (their compensations are registered by then)."""
+        waves(definition)  # checked when loaded; a cycle here would wait forever
+        waiting = {step.name: (step, set(definition.needs_of(step))) for step in definition.steps}
+        running: dict[str, asyncio.Task[None]] = {}
+        finished: set[str] = set()
+        try:
+            while waiting or running:
+                for name, (step, needs) in list(waiting.items()):  # in the order written: deterministic
+                    if needs <= finished:
+                        del waiting[name]
+                        running[name] = asyncio.ensure_future(self._run_step(step))
+                await workflow.wait_condition(lambda: any(task.done() for task in running.values()))
+                for name, task in list(running.items()):
+                    if task.done():
+                        del running[name]
+                        task.result()  # a failed step raises here
+                        finished.add(name)
+        finally:
+            for task in running.values():
+                task.cancel()
+            if running:
+                await asyncio.gather(*running.values(), return_exceptions=True)
 
     def _context(self, **extra: Any) -> dict[str, Any]:
         steps = {name: {"output": o.output, "status": o.status} for name, o in self.outcomes.items()}
@@ -200,28 +246,32 @@ class DeclarativeWorkflow(ApprovalsMixin):
             await workflow.sleep(parse_duration(action.sleep))
             return None
         if block == "activity":
-            return await workflow.execute_activity(
-                action.activity, render(action.input or {}, context), start_to_close_timeout=timeout,
-                retry_policy=retry)
+            assert action.activity is not None
+            return await self._activity(action.activity, action.input, context, key, timeout, retry)
         if block == "http":
             assert action.http is not None
             spec = render(action.http.model_dump(by_alias=True), context)
             result = await workflow.execute_activity(
-                http_call, HttpCallRequest(method=spec["method"], url=spec["url"], json_body=spec.get("json"),
+                http_call, HttpCallRequest(method=spec["method"], endpoint=spec.get("endpoint"), url=spec["url"],
+                                           json_body=spec.get("json"),
                                            expect=spec["expect"],
                                            idempotency_key=f"{workflow.info().workflow_id}/{key}"),
-                start_to_close_timeout=timeout, retry_policy=retry)
-            return {"status_code": result.status_code, "body": result.body}
+                start_to_close_timeout=timeout, retry_policy=retry, summary=f"{key}: {spec['method']}")
+            return {"status_code": result.status_code, "url": result.url, "body": result.body}
         if block == "llm":
-            assert action.llm is not None and action.llm.task is not None  # checked when loaded
+            assert action.llm is not None
             spec = render(action.llm.model_dump(), context)
+            own = spec.get("prompt") is not None  # the definition's own task, recorded under its step
             result = await self.ledger.run(LlmTaskRequest(
-                task=spec["task"], step=key, facts=spec.get("facts") or {},
+                task=f"{self.definition_id}.{step.name}" if own else spec["task"], step=key,
+                instructions=spec.get("prompt"), output_schema=action.llm.output_schema if own else None,
+                facts=spec.get("facts") or {},
                 untrusted=[UntrustedText(name=str(name), text=_text(text))
                            for name, text in (spec.get("untrusted") or {}).items()],
-                tenant=workflow.memo_value("tenant", None) or None))
+                tenant=workflow.memo_value("tenant", None) or None), summary=key)
+            # With the facts it was given: a later step tells a fan-out's results apart by them.
             return {"answer": result.answer, "needs_review": result.needs_review,
-                    "review_reasons": result.review_reasons}
+                    "review_reasons": result.review_reasons, "facts": spec.get("facts") or {}}
         if block == "notify":
             assert action.notify is not None
             spec = render(action.notify.model_dump(), context)
@@ -243,15 +293,7 @@ class DeclarativeWorkflow(ApprovalsMixin):
             return {"approved": outcome.approved, "status": outcome.status, "decided_by": outcome.decided_by}
         if block == "workflow":
             assert action.workflow is not None
-            tenant = workflow.memo_value("tenant", "")
-            requested_by = workflow.memo_value("requested_by", "")
-            # The same tenant and requester: the child is listed and followed through the API like
-            # any run the tenant started. It runs on the default task queue.
-            return await workflow.execute_child_workflow(
-                action.workflow.name, render(action.workflow.input, context),
-                id=f"{workflow.info().workflow_id}-{key}", parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-                memo={"tenant": tenant, "requested_by": requested_by, "parent_run": workflow.info().workflow_id},
-                search_attributes=for_new_run(action.workflow.name, tenant, requested_by))
+            return await self._start_child(action.workflow.name, render(action.workflow.input, context), key)
         if block == "wait_for":
             assert action.wait_for is not None
             name = action.wait_for.event
@@ -264,6 +306,47 @@ class DeclarativeWorkflow(ApprovalsMixin):
             return self.events[name]
         raise ApplicationError(f"step {step.name}: the {block} block is not supported yet", type=STEP_FAILED,
                                non_retryable=True)
+
+    async def _activity(self, name: str, given: dict[str, Any] | None, context: dict[str, Any], key: str,
+                        timeout: timedelta, retry: RetryPolicy) -> Any:
+        """A registered activity: with its `input`, or — the seed's shape — with the step context."""
+        argument: Any = render(given, context) if given is not None else StepContext(
+            step=key, input=context["input"], run=RunContext.model_validate(context["run"]),
+            steps={name: step["output"] for name, step in context["steps"].items() if step["status"] == "completed"})
+        queue = cpu_task_queue(workflow.info().task_queue) if name in self.cpu_activities else None
+        output = await workflow.execute_activity(
+            name, argument, task_queue=queue, start_to_close_timeout=timeout, retry_policy=retry,
+            result_type=RESULT_TYPES.get(name), summary=f"{key}: {name}")
+        if isinstance(output, LlmTaskResult):
+            self.ledger.keep(output.record)  # in the run's ledger, like an llm step's
+        if isinstance(output, ArtifactRef):
+            record_artifacts([output])  # GET /v1/runs/{id}/artifacts/{name}
+        return output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+
+    async def _start_child(self, name: str, child_input: dict[str, Any], key: str) -> Any:
+        child = self.children.get(name)
+        if child is None:  # the catalog had it when the definition was checked, not when this run started
+            raise ApplicationError(f"step {key}: no cataloged workflow {name!r} when this run started",
+                                   type=STEP_FAILED, non_retryable=True)
+        problems = [e.message for e in Draft202012Validator(child.input_schema).iter_errors(child_input)]
+        if problems:
+            raise ApplicationError(f"step {key}: the input does not fit {name}: {problems[0]}", type=INVALID_INPUT,
+                                   non_retryable=True)
+        argument: Any = child_input
+        if child.definition is not None:  # declarative: the definition travels, as it does for this run
+            argument = DeclarativeInput(definition=child.definition, definition_sha256=definition_digest(
+                child.definition), input=child_input, children=self.children)
+        tenant = workflow.memo_value("tenant", "")
+        requested_by = workflow.memo_value("requested_by", "")
+        # The same tenant and requester: the child is listed and followed through the API like any
+        # run the tenant started, on the task queue its workers poll.
+        return await workflow.execute_child_workflow(
+            name, argument, id=f"{workflow.info().workflow_id}-{key}", task_queue=child.task_queue,
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL, static_summary=f"{key} of {self.definition_id}",
+            memo={"tenant": tenant, "requested_by": requested_by, "parent_run": workflow.info().workflow_id,
+                  **({"definition_sha256": argument.definition_sha256}
+                     if isinstance(argument, DeclarativeInput) else {})},
+            search_attributes=for_new_run(name, tenant, requested_by))
 
 
 def _reason(error: BaseException) -> str:
@@ -286,7 +369,7 @@ def _retry_policy(step: Step) -> RetryPolicy | None:
 # --- definitions in the catalog -----------------------------------------------------------------
 
 # Every activity a definition's platform blocks call: the worker hosts them on the default queue.
-DECLARATIVE_ACTIVITIES = (http_call, run_llm_task, *CHANNEL_ACTIVITIES)
+DECLARATIVE_ACTIVITIES = (http_call, run_llm_task, *CHANNEL_ACTIVITIES, *STEP_ACTIVITIES)
 
 
 def input_model_for(definition: WorkflowDefinition) -> type[BaseModel]:
@@ -311,14 +394,48 @@ def input_model_for(definition: WorkflowDefinition) -> type[BaseModel]:
     return DeclarativeInputModel
 
 
-def spec_for(definition: WorkflowDefinition) -> WorkflowSpec:
-    raw = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+def definition_data(definition: WorkflowDefinition) -> dict[str, Any]:
+    """The definition as it travels in a run: what its SHA-256 is taken over."""
+    return definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def child_workflows(definition: WorkflowDefinition, code: dict[str, WorkflowSpec],
+                    definitions: dict[str, WorkflowDefinition]) -> dict[str, ChildWorkflow]:
+    """Every workflow a run of `definition` may start — its children, their children, ... — as the
+    catalog knows them now: a run carries this, so what it starts does not change under it."""
+    found: dict[str, ChildWorkflow] = {}
+    todo = [definition]
+    while todo:
+        for step in todo.pop().steps:
+            for action in (step, step.compensate):
+                if action is None or action.workflow is None or action.workflow.name in found:
+                    continue
+                name = action.workflow.name
+                if name in definitions:
+                    found[name] = ChildWorkflow(task_queue=DEFAULT_TASK_QUEUE, input_schema=definitions[name].input,
+                                                definition=definition_data(definitions[name]))
+                    todo.append(definitions[name])
+                elif name in code:
+                    found[name] = ChildWorkflow(task_queue=code[name].task_queue,
+                                                input_schema=code[name].input_model.model_json_schema())
+    return found
+
+
+def spec_for(definition: WorkflowDefinition, children: dict[str, ChildWorkflow] | None = None,
+             cpu_activities: Sequence[str] = ()) -> WorkflowSpec:
+    """The definition as a catalog entry. `children`: the workflows its runs may start, by name;
+    `cpu_activities`: the activities served on the CPU task queue."""
+    raw = definition_data(definition)
     digest = definition_digest(raw)
+    children = dict(children or {})
     return WorkflowSpec(
         name=definition.id, description=definition.description or f"Declarative workflow {definition.id}.",
         workflow=DeclarativeWorkflow, input_model=input_model_for(definition), output_model=DeclarativeResult,
         activities=DECLARATIVE_ACTIVITIES, tags=("declarative",),
-        summary=lambda _: definition.description or definition.id,
-        start_argument=lambda validated: DeclarativeInput(definition=raw, definition_sha256=digest,
-                                                          input=validated.root),  # type: ignore[attr-defined]
+        # The Temporal UI's one line: which definition, and what it does.
+        summary=lambda _: f"{definition.id}: {definition.description}" if definition.description else definition.id,
+        start_argument=lambda validated: DeclarativeInput(
+            definition=raw, definition_sha256=digest, children=children, cpu_activities=sorted(cpu_activities),
+            input=validated.root),  # type: ignore[attr-defined]
+        memo={"definition_sha256": digest},
     )

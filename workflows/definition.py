@@ -110,7 +110,11 @@ class HttpBlock(_Strict):
     an Idempotency-Key derived from the run and the step."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    url: str = Field(description="The URL, or an expression that gives it (input, a previous step).")
+    endpoint: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]*$",
+                                 description="A base URL from the STEWARD_HTTP_ENDPOINTS setting, by name: `url` "
+                                             "is then a path under it.")
+    url: str = Field(description="The URL (a path under `endpoint` when one is named), or an expression that "
+                                 "gives it (input, a previous step).")
     json_body: Any = Field(None, alias="json", description="The JSON body.")
     expect: list[int] = Field(default_factory=lambda: [200, 201, 202, 204], min_length=1,
                               description="Statuses that mean success; any other fails the step.")

@@ -25,6 +25,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 from temporalio import activity as temporal_activity
 
+from activities.step_context import StepContext
 from workflows.definition import (
     Action,
     DefinitionFile,
@@ -227,6 +228,10 @@ def _action(action: Action, path: Path, ran: set[str], blocks: Blocks, where: _L
     if block == "activity":
         if action.activity not in blocks.activities:
             problems.append(where.problem((*path, "activity"), f"no registered activity is named {action.activity!r}"))
+        elif action.input is None and blocks.activities[action.activity] not in (None, StepContext):
+            problems.append(where.problem((*path, "activity"), f"{action.activity} takes "
+                                          f"{blocks.activities[action.activity].__name__}: give it an `input` (only "
+                                          "a step-context activity runs without one)"))
         elif (model := blocks.activities[action.activity]) is not None and action.input is not None \
                 and not expressions(action.input):
             try:
@@ -240,12 +245,16 @@ def _action(action: Action, path: Path, ran: set[str], blocks: Blocks, where: _L
             known = ", ".join(sorted(blocks.llm_tasks)) or "none"
             problems.append(where.problem((*path, "llm", "task"),
                                           f"no LLM task {action.llm.task!r} (shipped: {known})"))
-        if action.llm.prompt is not None:
-            problems.append(where.problem((*path, "llm", "prompt"), "a prompt of the definition's own is not "
-                                          "supported yet: use a shipped task"))
+        if action.llm.prompt is not None and expressions(action.llm.prompt):
+            # Values in the instructions could steer the model: data goes in facts or untrusted.
+            problems.append(where.problem((*path, "llm", "prompt"), "the prompt is instructions only: put "
+                                          "values in `facts` (trusted) or `untrusted` (fenced, screened)"))
         if action.llm.output_schema is not None:
             try:
                 Draft202012Validator.check_schema(action.llm.output_schema)
+                if action.llm.output_schema.get("type") != "object":
+                    problems.append(where.problem((*path, "llm", "output_schema"),
+                                                  "the answer is one JSON object: the schema needs `type: object`"))
             except SchemaError as error:
                 problems.append(where.problem((*path, "llm", "output_schema"), f"not a JSON Schema: {error.message}"))
     elif block == "workflow":
@@ -272,19 +281,25 @@ def _expression(text: str, path: Path, ran: set[str], where: _Locator, *, whole:
 
 # --- the blocks this platform has ---------------------------------------------------------------
 
+def activity_name(fn: Callable[..., Any]) -> str | None:
+    """An activity's Temporal name (None for a dynamic activity)."""
+    definition = temporal_activity._Definition.from_callable(fn)
+    return definition.name if definition is not None else None
+
+
 def blocks_of(catalog_activities: list[Callable[..., Any]], llm_tasks: list[str], workflows: list[str]) -> Blocks:
     """Blocks from the catalog's activities (their Temporal names and pydantic input models), the
     shipped LLM tasks and the cataloged workflows."""
     activities: dict[str, type[BaseModel] | None] = {}
     for fn in catalog_activities:
-        definition = temporal_activity._Definition.from_callable(fn)
-        if definition is None or definition.name is None:
+        name = activity_name(fn)
+        if name is None:
             continue
         hints = [hint for name, hint in get_type_hints(fn).items() if name != "return"]
         model = hints[0] if len(hints) == 1 and isinstance(hints[0], type) and issubclass(hints[0], BaseModel) \
             else None
-        activities[definition.name] = model
+        activities[name] = model
     return Blocks(activities=activities, llm_tasks=frozenset(llm_tasks), workflows=frozenset(workflows))
 
 
-__all__ = ["Blocks", "Checked", "Problem", "Step", "blocks_of", "check", "load_definition"]
+__all__ = ["Blocks", "Checked", "Problem", "Step", "activity_name", "blocks_of", "check", "load_definition"]

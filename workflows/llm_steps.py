@@ -40,7 +40,7 @@ class LlmLedger:
     def __init__(self) -> None:
         self.usage = LlmUsage()
 
-    async def run(self, request: LlmTaskRequest) -> LlmTaskResult:
+    async def run(self, request: LlmTaskRequest, *, summary: str | None = None) -> LlmTaskResult:
         try:
             result = await workflow.execute_activity(
                 run_llm_task,
@@ -48,6 +48,7 @@ class LlmLedger:
                 start_to_close_timeout=LLM_STEP_TIMEOUT,
                 heartbeat_timeout=LLM_HEARTBEAT_TIMEOUT,
                 retry_policy=LLM_RETRY,
+                summary=summary,  # what the Temporal UI shows for the activity
             )
         except ActivityError as err:
             cause = err.cause
@@ -55,10 +56,11 @@ class LlmLedger:
                 raise
             record = LlmCallRecord.model_validate(cause.details[0])
             result = LlmTaskResult(record=record, needs_review=True, review_reasons=[cause.message])
-        self._keep(result.record)
+        self.keep(result.record)
         return result
 
-    def _keep(self, record: LlmCallRecord) -> None:
+    def keep(self, record: LlmCallRecord) -> None:
+        """Add a call to the run's ledger: its memo and its token and cost search attributes."""
         usage = self.usage
         usage.records.append(record)
         usage.tokens += record.input_tokens + record.output_tokens

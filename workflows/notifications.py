@@ -204,7 +204,8 @@ async def _deliver_on(target: ChannelTarget, notice: Notice, *, event_type: str,
                       retry: RetryPolicy) -> DeliveryRecord:
     message_id = f"{workflow.info().workflow_id}:{step}:{target.recipient}"
     now = workflow.now()
-    options: dict[str, Any] = {"start_to_close_timeout": CHANNEL_TIMEOUT, "retry_policy": retry}
+    options: dict[str, Any] = {"start_to_close_timeout": CHANNEL_TIMEOUT, "retry_policy": retry,
+                               "summary": f"{step}: {target.channel}"}  # what the Temporal UI shows
     try:
         if target.channel == "email":
             if not target.to:

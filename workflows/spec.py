@@ -53,6 +53,9 @@ class WorkflowSpec:
     # Declarative workflows (workflows/declarative.py): one dynamic workflow class runs them all, and
     # the run's argument is made from the validated input (the definition travels with it).
     start_argument: Callable[[BaseModel], Any] | None = None
+    # What every run of this workflow carries in its memo besides what every run does (a
+    # declarative definition's SHA-256: run details and the audit trail show it).
+    memo: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):

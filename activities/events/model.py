@@ -52,6 +52,7 @@ class _Data(BaseModel):
 class RunStarted(_Data):
     parent_run: str | None = Field(None, description="The run that started this one as a child.")
     input_sha256: str | None = None
+    definition_sha256: str | None = Field(None, description="A declarative run: the SHA-256 of its definition.")
 
 
 class StageChanged(_Data):

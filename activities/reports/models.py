@@ -33,7 +33,8 @@ class DocumentDigest(BaseModel):
 
 
 class ReportDecision(BaseModel):
-    decision: Literal["approved", "rejected"]
+    decision: Literal["approved", "rejected", "pending"] = Field(
+        description="pending: the report was written before a person decided (a declarative definition's order).")
     decided_by: str = Field(description='"policy", or the approver\'s sub.')
     decided_at: datetime
     comment: str | None = None

@@ -71,7 +71,8 @@ def new_run_options(spec: WorkflowSpec, validated: BaseModel, principal: Princip
     return {
         "task_queue": spec.task_queue,
         "execution_timeout": spec.execution_timeout,
-        "memo": {"requested_by": principal.sub, "tenant": principal.tenant, "request_sha256": request_sha256,
+        "memo": {**spec.memo, "requested_by": principal.sub, "tenant": principal.tenant,
+                 "request_sha256": request_sha256,
                  "callback_url": callback_url,
                  # The callback is a subscription of the run's own (docs/events.md), not a workflow step.
                  "callback_delivery": "events" if callback_url else None,

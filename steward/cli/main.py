@@ -471,12 +471,10 @@ def cmd_approvals_decide(args: argparse.Namespace) -> int:
 
 
 def _definition_blocks(args: argparse.Namespace):  # -> Blocks: what definitions may call here
-    from activities.llm.tasks import TASKS
-    from workflows.catalog import discover
-    from workflows.definition_check import blocks_of
+    from workflows.catalog import definition_blocks, discover
 
-    catalog = discover(_settings(args).workflow_packages)
-    return blocks_of(catalog.activities_for(catalog.specs.values()), list(TASKS), list(catalog.specs))
+    settings = _settings(args)
+    return definition_blocks(discover(settings.workflow_packages, settings.definition_dirs))
 
 
 def _read_definition(path: str) -> str:
