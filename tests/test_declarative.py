@@ -1,4 +1,5 @@
-"""The declarative interpreter (work in progress): a definition runs as its own workflow type."""
+"""The declarative interpreter: a definition runs as its own workflow type, steps in the order
+their needs allow, undone on failure, and keeps the definition it started with."""
 
 from __future__ import annotations
 
@@ -122,6 +123,9 @@ async def test_a_definition_is_listed_started_and_keeps_its_definition_when_the_
         assert run["result"]["output"] == {"suite": "smoke", "passed": 41, "failed": 1}
         assert len(run["result"]["definition_sha256"]) == 64
         assert run["definition_sha256"] == run["result"]["definition_sha256"]  # in the details while it runs, too
+        audit = (await http.get(f"/v1/runs/{run_id}/audit", headers=auth(roles=("auditor",)))).json()
+        began = next(entry for entry in audit["entries"] if entry["kind"] == "run.started")
+        assert began["data"]["definition_sha256"] == run["definition_sha256"]
         closed = await http.post(f"/v1/runs/{run_id}/events/job_finished", json={}, headers=auth())
         assert closed.status_code == 409
 
