@@ -146,9 +146,11 @@ async def test_the_enrichment_pipeline_fetches_extracts_flags_what_fails_and_not
 
 
 @asynccontextmanager
-async def job_runner(api_url: str, token: dict[str, str], outcome: dict[str, int]) -> AsyncIterator[Any]:
-    """Another system's test runner: it takes a job, runs it, and reports back to Steward."""
+async def job_runner(api_url: str, token: dict[str, str], outcome: dict[str, int] | None) -> AsyncIterator[Any]:
+    """Another system's test runner: it takes a job, runs it, and reports back to Steward (never,
+    with no `outcome`); it records the jobs it was asked to start and to cancel."""
     jobs: list[dict[str, Any]] = []
+    cancelled: list[dict[str, Any]] = []
     tasks: list[asyncio.Task] = []
 
     async def report(callback: dict[str, str]) -> None:
@@ -161,12 +163,18 @@ async def job_runner(api_url: str, token: dict[str, str], outcome: dict[str, int
     async def start(request: Request) -> Response:
         job = await request.json()
         jobs.append({**job, "idempotency_key": request.headers["idempotency-key"]})
-        tasks.append(asyncio.create_task(report(job["callback"])))
+        if outcome is not None:
+            tasks.append(asyncio.create_task(report(job["callback"])))
         return JSONResponse({"job_id": f"job-{len(jobs)}"}, status_code=202)
 
+    async def cancel(request: Request) -> Response:
+        cancelled.append(await request.json())
+        return Response(status_code=204)
+
     port = free_port()
-    async with serve_asgi(Starlette(routes=[Route("/jobs", start, methods=["POST"])]), port):
-        yield f"http://127.0.0.1:{port}", jobs
+    routes = [Route("/jobs", start, methods=["POST"]), Route("/jobs/cancel", cancel, methods=["POST"])]
+    async with serve_asgi(Starlette(routes=routes), port):
+        yield f"http://127.0.0.1:{port}", jobs, cancelled
     await asyncio.gather(*tasks)
 
 
@@ -174,7 +182,7 @@ async def test_the_test_execution_job_starts_a_job_waits_for_its_callback_and_re
         client, settings, worker, auth):
     async with serve_receiver() as receiver, api(settings, client) as http:
         runner_token = auth(sub="ci-runner", roles=("operator",))
-        async with job_runner(str(http.base_url), runner_token, {"passed": 41, "failed": 1}) as (runner_url, jobs):
+        async with job_runner(str(http.base_url), runner_token, {"passed": 41, "failed": 1}) as (runner_url, jobs, _):
             with worker_settings(notify_webhook_url=receiver.url):
                 started = await http.post("/v1/workflows/test-execution/runs", headers=auth(), json={
                     "input": {"runner_url": runner_url, "suite": "smoke", "commit": "4f2a9c1"}})
@@ -200,3 +208,22 @@ async def test_the_test_execution_job_starts_a_job_waits_for_its_callback_and_re
     decoded = await client.data_converter.payload_codec.decode(encoded)  # summaries are encrypted too
     summaries = [client.data_converter.payload_converter.from_payload(payload, str) for payload in decoded]
     assert summaries[1:] == ["start_job: POST", "report: webhook"]  # after the run's own
+
+
+async def test_cancelling_a_test_execution_run_asks_the_runner_to_cancel_its_job(client, settings, worker, auth):
+    async with api(settings, client) as http:
+        async with job_runner(str(http.base_url), auth(), None) as (runner_url, jobs, cancelled):
+            started = await http.post("/v1/workflows/test-execution/runs", headers=auth(), json={
+                "input": {"runner_url": runner_url, "suite": "nightly"}})
+            run_id = started.json()["id"]
+
+            async def waiting() -> bool | None:
+                run = (await http.get(f"/v1/runs/{run_id}", headers=auth())).json()
+                return True if run["stage"] == "job_finished" else None
+
+            await eventually(waiting, "the run to wait for the runner's callback")
+            asked = await http.post(f"/v1/runs/{run_id}/cancel", headers=auth())
+            assert asked.status_code == 202, asked.text
+            run = await wait_for_run(http, run_id, auth())
+    assert run["status"] == "cancelled", run
+    assert [job["suite"] for job in jobs] == ["nightly"] and cancelled == [{"run_id": run_id}]
