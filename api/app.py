@@ -27,7 +27,7 @@ from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import (
     actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, metrics, runs,
-    schemas, subscriptions, workflows,
+    schedules, schemas, subscriptions, workflows,
 )
 from policies import rbac
 from steward import __version__, temporal_client
@@ -120,6 +120,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     v1_limits = v1_rate_limit(app.state.rate_limit)
     app.include_router(workflows.router, dependencies=v1_limits)
     app.include_router(runs.router, dependencies=v1_limits)
+    app.include_router(schedules.router, dependencies=v1_limits)
     app.include_router(approvals.router, dependencies=v1_limits)
     app.include_router(artifacts.router, dependencies=v1_limits)
     app.include_router(audit.router, dependencies=v1_limits)

@@ -82,6 +82,7 @@ class RunDetail(RunSummary):
     callback_url: str | None = None
     definition_sha256: str | None = Field(None, description="A declarative run: the SHA-256 of the definition "
                                                             "it runs, as it was when the run started.")
+    schedule: str | None = Field(None, description="The schedule that started the run (GET /v1/schedules/{name}).")
     result: dict[str, Any] | None = None
     error: RunError | None = None
     llm: LlmUsage | None = Field(None, description="Every LLM call of the run, with token and cost totals.")

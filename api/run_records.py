@@ -147,6 +147,7 @@ async def detail_of(
     memo = await description.memo()
     detail.callback_url = memo.get("callback_url")
     detail.definition_sha256 = memo.get("definition_sha256")
+    detail.schedule = (memo.get("schedule") or {}).get("name")
     if memo.get(LLM_MEMO_KEY) is not None:
         detail.llm = LlmUsage.model_validate(memo[LLM_MEMO_KEY])
     detail.approvals = [ApprovalState.model_validate(raw) for raw in memo.get(APPROVALS_MEMO_KEY) or ()]

@@ -39,6 +39,7 @@ ACTIONS = frozenset({
     "codec:decode",
     "metrics:read",
     "subscriptions:manage",
+    "schedules:manage",
 })
 # Actions with a parameter: runs:start:<workflow name>.
 PARAMETERISED_ACTIONS = frozenset({"runs:start:"})

@@ -23,7 +23,8 @@ from steward import runtime
 from steward.codec import Keyring, KeyringError
 
 # Run ids and artifact names become path segments: no separators, no dot-dot, bounded length.
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+# ':' because a run a schedule starts has an id ending in its RFC 3339 time (…-2026-11-30T02:00:00Z).
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 _META_SUFFIX = ".meta.json"
 
 
