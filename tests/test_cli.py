@@ -1,4 +1,4 @@
-"""The `steward` CLI: tokens, versions, and runs driven through the HTTP API."""
+"""The `steward` CLI: tokens, versions, and runs driven through the HTTP API with credentials from the environment."""
 
 from __future__ import annotations
 
@@ -56,13 +56,26 @@ async def cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-async def test_runs_commands_start_show_list_and_cancel_through_the_api(capsys, api_url, auth, http, gate):
-    token = auth()["Authorization"].removeprefix("Bearer ")
-    common = ["--token", token, "--api-url", api_url]
+def use_token(monkeypatch, headers: dict[str, str]) -> None:
+    """The CLI's credential, from the environment as a user sets it (there is no flag for it)."""
+    monkeypatch.setenv("STEWARD_TOKEN", headers["Authorization"].removeprefix("Bearer "))
+    monkeypatch.delenv("STEWARD_API_KEY", raising=False)
 
-    code, out, err = await cli(capsys, "runs", "start", "test-gated", "--input", json.dumps(gate), *common)
+
+def input_file(tmp_path, value: dict) -> str:
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(value))
+    return str(path)
+
+
+async def test_runs_commands_start_show_list_and_cancel_through_the_api(capsys, monkeypatch, tmp_path, api_url,
+                                                                       auth, http, gate):
+    use_token(monkeypatch, auth())
+    common = ["--api-url", api_url]
+
+    code, out, err = await cli(capsys, "runs", "start", "test-gated", "--input", input_file(tmp_path, gate), *common)
     assert code == 0, err
-    run_id = json.loads(out)["id"]
+    run_id = out.strip()  # the run id, alone on its line, for `RUN=$(steward runs start ...)`
 
     code, out, _ = await cli(capsys, "runs", "show", run_id, *common)
     assert code == 0 and json.loads(out)["workflow"] == "test-gated"
@@ -78,18 +91,42 @@ async def test_runs_commands_start_show_list_and_cancel_through_the_api(capsys, 
     assert code == 0 and "runs" in json.loads(out)
 
 
-async def test_runs_start_with_invalid_input_prints_each_bad_field(capsys, api_url, auth):
-    token = auth()["Authorization"].removeprefix("Bearer ")
-    code, _, err = await cli(capsys, "runs", "start", "document-fingerprint", "--input", '{"documents": []}',
-                             "--token", token, "--api-url", api_url)
+async def test_runs_start_with_invalid_input_prints_each_bad_field(capsys, monkeypatch, tmp_path, api_url, auth):
+    use_token(monkeypatch, auth())
+    code, _, err = await cli(capsys, "runs", "start", "document-fingerprint", "--input",
+                             input_file(tmp_path, {"documents": []}), "--api-url", api_url)
     assert code == 2
     assert "422 validation_failed" in err and "input.documents" in err
 
 
-async def test_runs_without_a_token_explains_how_to_get_one(capsys, monkeypatch):
+async def test_runs_start_input_that_is_missing_or_not_json_is_refused_naming_the_file(capsys, monkeypatch,
+                                                                                      tmp_path):
+    use_token(monkeypatch, {"Authorization": "Bearer unused"})
+    missing = str(tmp_path / "missing.json")
+    code, _, err = await cli(capsys, "runs", "start", "document-fingerprint", "--input", missing,
+                             "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and f"--input {missing}: no such file" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{documents: []")
+    code, _, err = await cli(capsys, "runs", "start", "document-fingerprint", "--input", str(broken),
+                             "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and f"--input {broken}: not JSON" in err
+    code, _, err = await cli(capsys, "runs", "start", "document-fingerprint", "--input", '{"documents": []}',
+                             "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and "--input takes a file, or - to read stdin" in err  # what inline JSON users need to know
+
+
+async def test_runs_without_credentials_explains_how_to_get_a_token_or_an_api_key(capsys, monkeypatch):
     monkeypatch.delenv("STEWARD_TOKEN", raising=False)
+    monkeypatch.delenv("STEWARD_API_KEY", raising=False)
     code, _, err = await cli(capsys, "runs", "list", "--api-url", "http://127.0.0.1:9")
-    assert code == 2 and "steward token" in err
+    assert code == 2 and "steward token" in err and "steward apikey create" in err
+
+
+def test_a_token_flag_is_refused_without_echoing_the_secret():
+    result = run_cli("runs", "list", "--token", "eyJ-secret-value")
+    assert result.returncode == 2 and "STEWARD_TOKEN" in result.stderr
+    assert "eyJ-secret-value" not in result.stderr + result.stdout
 
 
 def test_misconfiguration_is_one_line_naming_the_problem_not_a_traceback(tmp_path):
@@ -124,12 +161,12 @@ async def test_demo_starts_a_cleared_and_a_flagged_review_and_says_how_to_decide
     assert f"{api_url}/inbox" in out and "approvals decide" in out and "separation of duties" in out
 
 
-async def test_approvals_commands_list_and_decide_through_the_api(capsys, api_url, auth, http):
+async def test_approvals_commands_list_and_decide_through_the_api(capsys, monkeypatch, api_url, auth, http):
     from tests.test_approvals import start_approval
 
     run_id = await start_approval(http, auth)
-    token = auth(sub="bob", roles=("approver",))["Authorization"].removeprefix("Bearer ")
-    common = ["--token", token, "--api-url", api_url]
+    use_token(monkeypatch, auth(sub="bob", roles=("approver",)))
+    common = ["--api-url", api_url]
 
     async def listed() -> bool:
         code, out, _ = await cli(capsys, "approvals", "list", *common)
@@ -167,9 +204,10 @@ async def test_mail_command_prints_the_maildir_messages_as_a_person_reads_them(t
     assert run_cli("mail", "--last", "0", env=env).returncode == 2
 
 
-async def test_runs_watch_follows_a_run_live_and_exits_by_how_it_ended(capsys, api_url, auth, http, gate):
-    token = auth()["Authorization"].removeprefix("Bearer ")
-    common = ["--token", token, "--api-url", api_url]
+async def test_runs_watch_follows_a_run_live_and_exits_by_how_it_ended(capsys, monkeypatch, api_url, auth, http,
+                                                                       gate):
+    use_token(monkeypatch, auth())
+    common = ["--api-url", api_url]
     started = await http.post("/v1/workflows/test-gated/runs", json={"input": gate}, headers=auth())
     run_id = started.json()["id"]
     watching = asyncio.create_task(cli(capsys, "runs", "watch", run_id, *common))
@@ -202,3 +240,46 @@ async def wait_for_run_to_start(gate: dict[str, str]) -> None:
         return True if Path(gate["started_file"]).exists() else None
 
     await eventually(started, "the gated activity to start")
+
+
+async def test_schedules_commands_create_idempotently_list_pause_trigger_and_delete(capsys, monkeypatch, tmp_path,
+                                                                                   api_url, auth, http):
+    use_token(monkeypatch, auth())
+    common = ["--api-url", api_url]
+    source = input_file(tmp_path, {"documents": [{"name": "a.txt", "text": "hello"}]})
+    create = ["schedules", "create", "nightly", "--workflow", "document-fingerprint", "--input", source,
+              "--cron", "0 2 * * *", "--timezone", "Europe/Berlin", "--note", "nightly fingerprints", *common]
+
+    code, out, err = await cli(capsys, *create)
+    assert code == 0 and out.startswith("created nightly (next run "), err
+    code, out, _ = await cli(capsys, *create)  # a pipeline's second run: one schedule, nothing changed
+    assert code == 0 and out.startswith("unchanged nightly")
+    code, _, err = await cli(capsys, *create[:-4], "--cron", "0 3 * * *", *common)
+    assert code == 2 and "409 schedule_exists" in err
+
+    code, out, _ = await cli(capsys, "schedules", "list", *common)
+    assert code == 0 and out.split()[:5] == ["nightly", "document-fingerprint", "0", "2", "*"]
+    code, out, _ = await cli(capsys, "schedules", "pause", "nightly", "--note", "freeze", *common)
+    assert code == 0 and "paused" in out
+    code, out, _ = await cli(capsys, "schedules", "trigger", "nightly", *common)
+    assert code == 0
+    code, out, _ = await cli(capsys, "schedules", "show", "nightly", *common)
+    shown = json.loads(out)
+    assert shown["note"] == "freeze" and shown["input"]["documents"][0]["name"] == "a.txt"
+
+    async def triggered() -> str | None:
+        view = (await http.get("/v1/schedules/nightly", headers=auth())).json()
+        return view["recent_actions"][0]["run_id"] if view["recent_actions"] else None
+
+    from tests.support import eventually
+
+    run_id = await eventually(triggered, "the triggered run")
+    assert (await wait_for_run(http, run_id, auth()))["status"] == "completed"
+    code, out, _ = await cli(capsys, "schedules", "delete", "nightly", *common)
+    assert code == 0 and "deleted nightly" in out
+    code, _, err = await cli(capsys, "schedules", "show", "nightly", *common)
+    assert code == 2 and "404 not_found" in err
+    bad = input_file(tmp_path, {"documents": []})
+    code, _, err = await cli(capsys, "schedules", "create", "broken", "--workflow", "document-fingerprint",
+                             "--input", bad, "--interval", "1h", *common)
+    assert code == 2 and "input.documents" in err

@@ -7,12 +7,12 @@ import asyncio
 import json
 import os
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from steward import __version__
+from steward.cli import schedules as schedules_cli
 
 # Flags that set a STEWARD_* variable, so a flag and the environment mean the same thing.
 _SERVER_FLAGS = {
@@ -311,18 +311,38 @@ def cmd_version(_: argparse.Namespace) -> int:
     return 0
 
 
-# --- runs: a thin client of the HTTP API ------------------------------------------------------
+# --- runs, artifacts, approvals: a thin client of the HTTP API ---------------------------------
+
+
+API_CREDENTIALS_HELP = "Credentials come from STEWARD_TOKEN (a JWT) or STEWARD_API_KEY (stw_...), never from a flag."
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str, str]:
-    """The API's base URL and the bearer token to call it with."""
-    token = args.token or os.environ.get("STEWARD_TOKEN")
-    if not token:
+    """The API's base URL and the bearer credential to call it with.
+
+    The credential comes from the environment only: a flag would leave it in shell history, in
+    `ps` and in CI logs that echo commands. A token and an API key are sent the same way.
+    """
+    from steward.apikeys import PREFIX
+
+    token = os.environ.get("STEWARD_TOKEN", "").strip()
+    key = os.environ.get("STEWARD_API_KEY", "").strip()
+    if token and key:
+        raise CliError("both STEWARD_TOKEN and STEWARD_API_KEY are set: unset one, so it is clear who calls the API")
+    if not (token or key):
         raise CliError(
-            "no token: pass --token or set STEWARD_TOKEN "
-            "(e.g. export STEWARD_TOKEN=$(steward token --sub me --role operator))"
+            "no credentials: set STEWARD_TOKEN to a token (a person: export STEWARD_TOKEN=$(steward token --sub me "
+            "--role operator)) or STEWARD_API_KEY to an API key (a pipeline: an admin runs `steward apikey create "
+            "--name ci --role operator --tenant <tenant>` and you keep the key in the CI's secret store)"
         )
-    return args.api_url or os.environ.get("STEWARD_API_URL") or _settings(args).api_url, token
+    if key and not key.startswith(PREFIX):
+        raise CliError(f"STEWARD_API_KEY does not look like an API key ({PREFIX}...); a JWT goes in STEWARD_TOKEN")
+    base = args.api_url or os.environ.get("STEWARD_API_URL") or _settings(args).api_url
+    return base.rstrip("/"), token or key
+
+
+def _authorization(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
 
 
 def _refusal(response: Any) -> CliError:
@@ -340,10 +360,10 @@ def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[st
               **kwargs: Any) -> Any:
     import httpx
 
-    base, token = _credentials(args)
+    base, credential = _credentials(args)
     try:
         response = httpx.request(
-            method, base + path, headers={**(headers or {}), "Authorization": f"Bearer {token}"}, timeout=30, **kwargs
+            method, base + path, headers={**(headers or {}), **_authorization(credential)}, timeout=30, **kwargs
         )
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the API at {base}: {exc}") from None
@@ -354,6 +374,35 @@ def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[st
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
+
+
+def _read_input(source: str) -> Any:
+    """A run's input: the JSON in the file `source`, or on stdin for `-`."""
+    if source == "-":
+        name, read = "stdin", sys.stdin.read
+    else:
+        name, read = source, Path(source).read_text
+    try:
+        text = read()
+    except (OSError, UnicodeDecodeError) as exc:
+        # --input used to take inline JSON: tell those who still pass it what it takes now.
+        hint = "; --input takes a file, or - to read stdin" if source.lstrip().startswith(("{", "[")) else ""
+        problem = "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read it ({exc.__class__.__name__})"
+        raise CliError(f"--input {name}: {problem}{hint}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--input {name}: not JSON: {exc}") from None
+
+
+def _duration(flag: str, text: str) -> float:
+    """'90s', '30m', '2h', '7d' in seconds."""
+    from steward.identity import MAX_TTL, parse_ttl
+
+    try:
+        return parse_ttl(text).total_seconds()
+    except ValueError:
+        raise CliError(f"{flag} {text}: a duration such as 90s, 30m, 2h or 7d, at most {MAX_TTL.days}d") from None
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
@@ -375,23 +424,18 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_runs_start(args: argparse.Namespace) -> int:
-    try:
-        data = json.load(sys.stdin) if args.input == "-" else json.loads(args.input)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"--input is not JSON: {exc}") from None
-    body: dict[str, Any] = {"input": data}
-    if args.callback_url:
-        body["callback_url"] = args.callback_url
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    _print_json(_api_call(args, "POST", f"/v1/workflows/{args.workflow}/runs", json=body, headers=headers))
-    return 0
-
-
-# How `steward runs watch` exits: by the run's end, so scripts branch on it (docs/events.md).
+# How `steward runs watch` and `runs start --wait` exit: by the run's end, so scripts and pipelines
+# branch on it (docs/ci-cd.md has the table). 2 is every error of the CLI itself (CliError).
 WATCH_EXIT_CODES = {"run.completed": 0, "run.failed": 1, "run.cancelled": 3, "run.timed_out": 4}
 WATCH_LOST = 5  # the stream could not be resumed: the run's end is unknown
+WAIT_REJECTED = 6  # `start --wait`: the run completed, and what it decided is "rejected"
+WAIT_STILL_GOING = 7  # `start --wait --timeout` ran out, or `runs result` of a run that has not ended
 WATCH_RECONNECTS = 10
+EXIT_BY_STATUS = {kind.removeprefix("run."): code for kind, code in WATCH_EXIT_CODES.items()}
+OPEN_STATUSES = ("running", "waiting_for_approval")
+# The decision a gate waits for, as results spell it: compliance-documentation's `decision`, a
+# declarative run's `output.decision`, an approval's status (workflows/approvals.py).
+REJECTED = "rejected"
 
 
 def _event_line(event: dict[str, Any]) -> str:
@@ -413,41 +457,209 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{moment}  #{event.get('sequence')}  {event.get('type')}" + (f"  {said}" if said else "")
 
 
+def _progress_line(event: dict[str, Any]) -> str | None:
+    """What a pipeline's log needs while it waits: stages, approvals and their decision, the end."""
+    data = event.get("data") or {}
+    kind = event.get("type", "")
+    if kind == "run.stage_changed":
+        return f"stage: {data.get('stage')}"
+    if kind in ("approval.requested", "approval.escalated"):
+        return f"approval {data.get('approval')}: waiting for {' or '.join(data.get('roles') or [])}"
+    if kind == "approval.decided":
+        return (f"approval {data.get('approval')}: {data.get('status')}"
+                + (" by the timeout ladder" if data.get("by_policy") else ""))
+    if kind == "run.failed":
+        return f"run failed: {data.get('error_type')}"
+    if kind in WATCH_EXIT_CODES:
+        return f"run {kind.removeprefix('run.').replace('_', ' ')}"
+    return None
+
+
+async def _follow(args: argparse.Namespace, run_id: str, show: Callable[[dict[str, Any]], None],
+                  timeout_s: float | None = None) -> int:
+    """Follow a run's events as they happen until it ends, handing each to `show`; the exit code
+    says how it ended (WATCH_EXIT_CODES), or WAIT_STILL_GOING when `timeout_s` passed first."""
+    # A deadline around the whole follow: a read timeout would never fire, a quiet stream gets heartbeats.
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await _follow_stream(args, run_id, show)
+    except TimeoutError:
+        if deadline.expired():
+            return WAIT_STILL_GOING
+        raise
+
+
+async def _follow_stream(args: argparse.Namespace, run_id: str, show: Callable[[dict[str, Any]], None]) -> int:
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    base, credential = _credentials(args)
+    last_id: str | None = None
+    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=None),
+                                 headers=_authorization(credential)) as http:
+        for _ in range(WATCH_RECONNECTS):
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                async with aconnect_sse(http, "GET", f"/v1/runs/{run_id}/events", headers=headers) as source:
+                    if source.response.status_code >= 400:
+                        await source.response.aread()
+                        raise _refusal(source.response)
+                    async for message in source.aiter_sse():
+                        event = json.loads(message.data)
+                        last_id = message.id or last_id
+                        show(event)
+                        if event["type"] in WATCH_EXIT_CODES:
+                            return WATCH_EXIT_CODES[event["type"]]
+                # The server ended the stream without a terminal event: a run from before events, or terminated.
+                response = await http.get(f"/v1/runs/{run_id}")
+            except httpx.HTTPError as exc:
+                print(f"steward: the stream broke ({exc.__class__.__name__}); resuming", file=sys.stderr)
+                await asyncio.sleep(1)
+                continue
+            if response.status_code >= 400:
+                raise _refusal(response)
+            status = response.json()["status"]
+            print(f"the run is {status}", flush=True)
+            return EXIT_BY_STATUS.get(status, WATCH_LOST)
+    print(f"steward: the stream of {run_id} broke {WATCH_RECONNECTS} times; giving up", file=sys.stderr)
+    return WATCH_LOST
+
+
 def cmd_runs_watch(args: argparse.Namespace) -> int:
     """Follow a run's events as they happen, resuming after a dropped connection, until it ends."""
-    import httpx
-    from httpx_sse import connect_sse
+    def show(event: dict[str, Any]) -> None:
+        print(json.dumps(event) if args.json else _event_line(event), flush=True)
 
-    base, token = _credentials(args)
-    last_id: str | None = None
-    for _ in range(WATCH_RECONNECTS):
-        headers = {"Authorization": f"Bearer {token}", **({"Last-Event-ID": last_id} if last_id else {})}
-        try:
-            with httpx.Client(base_url=base, timeout=httpx.Timeout(30, read=None)) as http, \
-                    connect_sse(http, "GET", f"/v1/runs/{args.id}/events", headers=headers) as source:
-                if source.response.status_code >= 400:
-                    source.response.read()
-                    raise _refusal(source.response)
-                for message in source.iter_sse():
-                    event = json.loads(message.data)
-                    last_id = message.id or last_id
-                    print(json.dumps(event) if args.json else _event_line(event), flush=True)
-                    if event["type"] in WATCH_EXIT_CODES:
-                        return WATCH_EXIT_CODES[event["type"]]
-        except httpx.HTTPError as exc:
-            print(f"steward: the stream broke ({exc.__class__.__name__}); resuming", file=sys.stderr)
-            time.sleep(1)
-            continue
-        # The server ended the stream without a terminal event: a run from before events, or terminated.
-        run = _api_call(args, "GET", f"/v1/runs/{args.id}")
-        print(f"the run is {run['status']}", flush=True)
-        return {t.removeprefix("run."): code for t, code in WATCH_EXIT_CODES.items()}.get(run["status"], WATCH_LOST)
-    print(f"steward: the stream of {args.id} broke {WATCH_RECONNECTS} times; giving up", file=sys.stderr)
-    return WATCH_LOST
+    return asyncio.run(_follow(args, args.id, show))
+
+
+def _decision(run: dict[str, Any]) -> str | None:
+    """What a completed run decided: its result's `decision` (or a declarative run's `output.decision`);
+    when the result names none, "rejected" if a person or the timeout ladder rejected one of its approvals."""
+    result = run.get("result") or {}
+    for holder in (result, result.get("output")):
+        if isinstance(holder, dict) and isinstance(holder.get("decision"), str):
+            return holder["decision"]
+    approvals = run.get("approvals") or []
+    if any(a["status"] == REJECTED or (a["status"] == "expired" and a.get("auto_decision") == "reject")
+           for a in approvals):
+        return REJECTED
+    return None
+
+
+def cmd_runs_start(args: argparse.Namespace) -> int:
+    if args.timeout and not args.wait:
+        raise CliError("--timeout needs --wait: without it the command returns as soon as the run started")
+    timeout_s = _duration("--timeout", args.timeout) if args.timeout else None
+    body: dict[str, Any] = {"input": _read_input(args.input)}
+    if args.callback_url:
+        body["callback_url"] = args.callback_url
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    accepted = _api_call(args, "POST", f"/v1/workflows/{args.workflow}/runs", json=body, headers=headers)
+    run_id = accepted["id"]
+    if not args.wait:
+        if args.json:
+            _print_json(accepted)
+        else:
+            print(run_id)
+        return 0
+
+    base, _ = _credentials(args)
+    link = base + accepted["links"]["self"]
+    # With --json every line is one JSON document: the API's answer, then each event.
+    print(json.dumps(accepted) if args.json else f"{run_id}  {link}", flush=True)
+
+    def show(event: dict[str, Any]) -> None:
+        line = json.dumps(event) if args.json else _progress_line(event)
+        if line:
+            print(line, flush=True)
+
+    code = asyncio.run(_follow(args, run_id, show, timeout_s))
+    if code == WAIT_STILL_GOING:
+        print(f"steward: --timeout {args.timeout} reached; the run goes on: {link} "
+              f"(`steward runs cancel {run_id}` stops it)", file=sys.stderr)
+    if code != 0:
+        return code
+    decision = _decision(_api_call(args, "GET", f"/v1/runs/{run_id}"))
+    if decision and not args.json:
+        print(f"decision: {decision}", flush=True)
+    return WAIT_REJECTED if decision == REJECTED else 0
+
+
+def cmd_runs_result(args: argparse.Namespace) -> int:
+    run = _api_call(args, "GET", f"/v1/runs/{args.id}")
+    status = run["status"]
+    if status != "completed":
+        ended = "has not ended yet" if status in OPEN_STATUSES else "ended without a result"
+        print(f"steward: run {args.id} is {status}: it {ended}", file=sys.stderr)
+        return WAIT_STILL_GOING if status in OPEN_STATUSES else EXIT_BY_STATUS.get(status, WATCH_LOST)
+    _print_json(run["result"])
+    return 0
 
 
 def cmd_runs_cancel(args: argparse.Namespace) -> int:
     _print_json(_api_call(args, "POST", f"/v1/runs/{args.id}/cancel"))
+    return 0
+
+
+def cmd_artifacts_get(args: argparse.Namespace) -> int:
+    """Download a run's artifact, streamed, checked against the SHA-256 the API sends with it.
+
+    FILE appears whole or not at all (written beside it, then renamed), with mode 0600: reports
+    carry personal data. An existing FILE is kept unless --force. On stdout (`-o -`) the bytes are
+    out before the check ends: a mismatch can only fail the command.
+    """
+    import hashlib
+    import tempfile
+    from urllib.parse import quote
+
+    import httpx
+
+    target = None if args.output == "-" else Path(args.output)
+    if target is not None:
+        if target.exists() and not args.force:
+            raise CliError(f"-o {target}: the file exists; --force replaces it")
+        if not target.parent.is_dir():
+            raise CliError(f"-o {target}: no such directory {target.parent}")
+    base, credential = _credentials(args)
+    url = f"{base}/v1/runs/{quote(args.id, safe='')}/artifacts/{quote(args.name, safe='')}"
+    digest, size = hashlib.sha256(), 0
+    partial: str | None = None
+    try:
+        with httpx.stream("GET", url, headers=_authorization(credential), timeout=30) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _refusal(response)
+            if target is None:
+                out = sys.stdout.buffer
+            else:
+                fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+                out = os.fdopen(fd, "wb")
+            try:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                out.flush()
+                if target is not None:
+                    os.fsync(out.fileno())
+            finally:
+                if target is not None:
+                    out.close()
+            expected = response.headers.get("X-Content-SHA256")
+        if expected and expected != digest.hexdigest():
+            raise CliError(f"{args.name}: got {size} bytes with SHA-256 {digest.hexdigest()}, not {expected}")
+        if target is not None and partial is not None:
+            os.replace(partial, target)
+            partial = None
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot download from the API at {base}: {exc}") from None
+    finally:
+        if partial is not None:
+            os.unlink(partial)
+    where = "stdout" if target is None else str(target)
+    print(f"{args.name}: {size} bytes, SHA-256 {digest.hexdigest()}, to {where}", file=sys.stderr)
     return 0
 
 
@@ -535,6 +747,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       sample=sample)
 
 
+class _RetiredSecretFlag(argparse.Action):
+    """--token is gone; argparse would echo an unknown flag's value, the secret, into logs: refuse it by name."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is no longer accepted (a secret in a flag lands in shell history): "
+                     "export STEWARD_TOKEN or STEWARD_API_KEY instead")
+
+
+def _api_client_parser(subparsers: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], int],
+                       **kwargs: Any) -> argparse.ArgumentParser:
+    """A command that calls the HTTP API: credentials from the environment (never a flag), the URL may be a flag."""
+    p = subparsers.add_parser(name, help=help_text, description=f"{help_text}. {API_CREDENTIALS_HELP}", **kwargs)
+    p.add_argument("--api-url", help="API base URL (default $STEWARD_API_URL, else from STEWARD_API_HOST/PORT)")
+    p.add_argument("--token", nargs="?", action=_RetiredSecretFlag, help=argparse.SUPPRESS)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steward", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -596,48 +826,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print versions").set_defaults(func=cmd_version)
 
-    runs = sub.add_parser("runs", help="list, show, start, watch and cancel runs through the HTTP API")
+    runs = sub.add_parser("runs", help="list, show, start, watch, cancel runs and read their results through the "
+                          "HTTP API")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
-
-    def runs_parser(name: str, help_text: str, func) -> argparse.ArgumentParser:
-        p = runs_sub.add_parser(name, help=help_text)
-        p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
-        p.add_argument("--api-url", help="API base URL (default $STEWARD_API_URL, else from STEWARD_API_HOST/PORT)")
-        p.set_defaults(func=func)
-        return p
-
-    p = runs_parser("list", "list runs of your tenant", cmd_runs_list)
+    p = _api_client_parser(runs_sub, "list", "list runs of your tenant", cmd_runs_list)
     p.add_argument("--workflow")
     p.add_argument("--status")
     p.add_argument("--page-size", type=int)
     p.add_argument("--next-page-token")
     p.add_argument("--json", action="store_true", help="print the raw page")
-    runs_parser("show", "show one run", cmd_runs_show).add_argument("id")
-    p = runs_parser("start", "start a run", cmd_runs_start)
+    _api_client_parser(runs_sub, "show", "show one run", cmd_runs_show).add_argument("id")
+    p = _api_client_parser(
+        runs_sub, "start", "start a run; with --wait, follow it and exit by how it ended", cmd_runs_start,
+        epilog="exit codes with --wait: 0 completed, 1 failed, 2 error of the CLI or the API's refusal, 3 cancelled, "
+               "4 the run timed out, 5 the stream was lost, 6 completed with the decision rejected, 7 --timeout "
+               "reached while the run goes on (docs/ci-cd.md)")
     p.add_argument("workflow")
-    p.add_argument("--input", required=True, help="the input as JSON, or - to read it from stdin")
+    p.add_argument("--input", required=True, metavar="FILE", help="a file with the input as JSON, or - for stdin")
     p.add_argument("--callback-url")
-    p.add_argument("--idempotency-key")
-    runs_parser("cancel", "cancel a run", cmd_runs_cancel).add_argument("id")
-    p = runs_parser("watch", "follow a run's events live until it ends; the exit code says how it ended "
-                    "(0 completed, 1 failed, 3 cancelled, 4 timed out)", cmd_runs_watch)
+    p.add_argument("--idempotency-key", help="the same key and input start one run however often they are sent; "
+                                             "with --wait, a rerun follows that run")
+    p.add_argument("--wait", action="store_true", help="follow the run until it ends, printing its stages and "
+                                                       "decisions; the exit code says how it ended")
+    p.add_argument("--timeout", metavar="DURATION", help="with --wait: give up waiting after this long (90s, 30m, "
+                                                         "2h, 7d) with exit code 7; the run goes on")
+    p.add_argument("--json", action="store_true", help="print the API's answer as JSON instead of the run id; "
+                                                       "with --wait, it and then each event as JSON lines")
+    p = _api_client_parser(runs_sub, "result", "print a completed run's result as JSON; non-zero until it "
+                           "completed (7 while it goes on)", cmd_runs_result)
+    p.add_argument("id")
+    _api_client_parser(runs_sub, "cancel", "cancel a run", cmd_runs_cancel).add_argument("id")
+    p = _api_client_parser(runs_sub, "watch", "follow a run's events live until it ends; the exit code says how it "
+                           "ended (0 completed, 1 failed, 3 cancelled, 4 timed out)", cmd_runs_watch)
     p.add_argument("id")
     p.add_argument("--json", action="store_true", help="print each event as a JSON line")
 
+    schedules_cli.add_commands(sub, _api_client_parser)
+
+    artifacts = sub.add_parser("artifacts", help="download the files runs produced (reports) through the HTTP API")
+    artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
+    p = _api_client_parser(artifacts_sub, "get", "download a run's artifact, checked against its SHA-256",
+                           cmd_artifacts_get)
+    p.add_argument("id", help="the run id")
+    p.add_argument("name", help="the artifact's name, e.g. compliance-report.pdf")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write it (whole or not at all, "
+                                                                         "mode 0600), or - for stdout")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
     approvals = sub.add_parser("approvals", help="your approval inbox, and deciding through the HTTP API")
     approvals_sub = approvals.add_subparsers(dest="approvals_command", required=True)
-    p = approvals_sub.add_parser("list", help="approvals waiting for your decision")
+    p = _api_client_parser(approvals_sub, "list", "approvals waiting for your decision", cmd_approvals_list)
     p.add_argument("--json", action="store_true", help="print the raw inbox")
-    p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
-    p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
-    p.set_defaults(func=cmd_approvals_list)
-    p = approvals_sub.add_parser("decide", help="approve or reject a run's pending approval")
+    p = _api_client_parser(approvals_sub, "decide", "approve or reject a run's pending approval", cmd_approvals_decide)
     p.add_argument("id", help="the run id")
     p.add_argument("decision", choices=["approve", "reject"])
     p.add_argument("--comment", help="why; kept in the receipt and the report")
-    p.add_argument("--token", help="bearer token (default $STEWARD_TOKEN)")
-    p.add_argument("--api-url", help="API base URL (default from STEWARD_API_HOST/PORT)")
-    p.set_defaults(func=cmd_approvals_decide)
 
     p = sub.add_parser("validate", help="check declarative workflow definitions (YAML); exit 1 listing every "
                        "problem with file, line and column")
