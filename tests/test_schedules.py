@@ -206,3 +206,10 @@ async def test_the_weekly_re_review_starts_a_compliance_review_for_each_case_the
     assert run["result"]["output"] == {"selected": 2, "reviews": [{"decision": "approved", "risk_level": "low"}] * 2}
     reviews = (await http.get("/v1/runs", params={"workflow": "compliance-documentation"}, headers=auth())).json()
     assert {r["id"] for r in reviews["runs"]} == {f"{run['id']}-review-0", f"{run['id']}-review-1"}
+
+
+async def test_a_spec_temporal_refuses_is_a_422_naming_the_spec(http, auth):
+    for spec in ({"cron": "61 2 * * *"}, {"calendar": [{"hour": [25]}]}):
+        response = await http.post("/v1/schedules", json=schedule(spec=spec), headers=auth())
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"][0]["field"] == "spec"

@@ -64,6 +64,15 @@ def _validated(spec: WorkflowSpec, data: dict) -> BaseModel:
         raise validation_error(exc, prefix=("input",)) from None
 
 
+def _refused_spec(exc: RPCError) -> Exception:
+    """Temporal checks what our models cannot (a cron field's syntax, a calendar value out of
+    range): its refusal is the caller's 422, not our 500."""
+    if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+        return exc
+    return ApiError(422, "validation_failed", f"request is not valid: spec: {exc.message}",
+                    [{"field": "spec", "message": exc.message}])
+
+
 async def _described(client, principal: Principal, name: str) -> tuple[ScheduleHandle, object]:
     """The tenant's schedule `name` and its description, or 404."""
     handle = client.get_schedule_handle(temporal_id(principal.tenant, name))
@@ -92,6 +101,8 @@ async def create_schedule(body: ScheduleCreate, principal: Manager, client: Clie
             temporal_id(principal.tenant, body.name), schedule,
             memo={"tenant": principal.tenant, "owner": principal.sub, "workflow": spec.name, "name": body.name},
             search_attributes=sa.for_new_run(spec.name, principal.tenant, principal.sub))
+    except RPCError as exc:
+        raise _refused_spec(exc) from None
     except ScheduleAlreadyRunningError:
         handle, existing = await _described(client, principal, body.name)
         written = await written_settings(existing, client.data_converter)
@@ -151,7 +162,10 @@ async def update_schedule(name: str, body: ScheduleUpdateRequest, principal: Man
     owner = Principal(sub=current.owner, roles=principal.roles, tenant=principal.tenant)
     schedule = temporal_schedule(name, spec, validated, settings, owner, paused=current.paused, note=current.note,
                                  digest=digest)
-    await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+    try:
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+    except RPCError as exc:
+        raise _refused_spec(exc) from None
     return await view_of(await handle.describe(), client.data_converter, with_input=True)
 
 
