@@ -45,6 +45,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	tests/install-debian.sh chromium chromium "browser tests"
 	tests/install-debian.sh promtool prometheus "alert-rule tests"
+	tests/install-debian.sh redis-server redis-server "Redis-backed rate-limit tests"
 	touch $@
 
 clean:

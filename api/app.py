@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import inbox
-from activities.artifacts.store import FileArtifactStore
+from activities.artifacts.store import artifact_store
 from activities.audit.activity import audit_log
 from activities.events.subscriptions import SubscriptionStore
 from api.definitions_watch import DefinitionsWatch
@@ -33,6 +33,7 @@ from policies import rbac
 from steward import __version__, temporal_client
 from steward.codec import EncryptionCodec, Keyring
 from steward.logs import get_logger
+from steward.rate_limits import RateLimits
 from steward.settings import Settings
 from workflows.catalog import discover_code
 
@@ -89,7 +90,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         app.state.page_tokens = PageTokens(app.state.jwt_secret)
         # One keyring for the API's artifact reads and its /codec endpoint, read once.
         keyring = Keyring.from_settings(settings)
-        app.state.artifacts = FileArtifactStore(settings.artifacts_dir, keyring)
+        app.state.artifacts = artifact_store(settings, keyring)
         app.state.audit = audit_log(settings)  # reads (and the API's cancel entries); workers sign
         app.state.event_hub = EventHub(app.state.audit, settings.events_max_streams_per_tenant)
         app.state.subscriptions = SubscriptionStore(settings, keyring)
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         async with definitions.watching():
             yield
         await app.state.event_hub.close()
+        await app.state.rate_limits.aclose()
 
     # FastAPIOffline: FastAPI's own docs pages, with their assets served locally instead of from a
     # CDN, so /docs and /redoc work on a machine without internet.
@@ -111,12 +113,15 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    # One store of counts for both limits below: this process's memory, or the Redis every API
+    # process shares (STEWARD_REDIS_URL).
+    app.state.rate_limits = RateLimits.from_settings(settings)
     # Links people follow from a message carry their credential in the URL, and editors fetch
     # schemas with none: counted per address.
-    address_limits = [Depends(AddressRateLimit(settings.rate_limit_per_minute))]
+    address_limits = [Depends(AddressRateLimit(app.state.rate_limits, settings.rate_limit_per_minute))]
     # Every /v1 router counts against one per-principal budget; probes and the inbox page do not.
     # One limiter for the whole API: /v1 routers count through it, /codec after its own sign-in.
-    app.state.rate_limit = PrincipalRateLimit(settings.rate_limit_per_minute)
+    app.state.rate_limit = PrincipalRateLimit(app.state.rate_limits, settings.rate_limit_per_minute)
     v1_limits = v1_rate_limit(app.state.rate_limit)
     app.include_router(workflows.router, dependencies=v1_limits)
     app.include_router(runs.router, dependencies=v1_limits)

@@ -1,74 +1,24 @@
-"""Abuse limits (OWASP API4): a request rate per principal, and a cap on request bodies.
+"""Abuse limits (OWASP API4): a request rate per principal (or per address), and a cap on request bodies.
 
-Both hold per API process. With several API replicas each one counts on its own, so either put
-a shared limiter (the gateway or load balancer) in front, or give each replica its share of the
-budget. docs/security.md#abuse-limits describes them for operators.
+The rate is counted by steward/rate_limits.py: per API process, or across all of them when they
+share a Redis (STEWARD_REDIS_URL). docs/security.md#abuse-limits describes them for operators.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 
 from fastapi import Depends, Request, params
+from limits import RateLimitItem, RateLimitItemPerMinute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import CurrentPrincipal
 from api.errors import ApiError, error_response
 from steward.identity import Principal
-
-WINDOW_S = 60.0
-# Far more principals than one process sees busy in a minute; beyond it the least recently seen
-# are forgotten, so even a flood of valid identities cannot grow the table without bound.
-MAX_TRACKED_PRINCIPALS = 100_000
-
-
-class RateLimiter:
-    """A token bucket per key: bursts of up to `per_minute` requests, refilled at per_minute/60 a second.
-
-    A bucket left alone for a whole window is full again, which is the same as not being tracked
-    at all, so such buckets are dropped (least recently seen first): memory follows the principals
-    active in the last minute, and is capped at `max_keys` even then.
-    """
-
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = MAX_TRACKED_PRINCIPALS) -> None:
-        self.per_minute = per_minute
-        self._rate = per_minute / WINDOW_S
-        self._clock = clock
-        self._max_keys = max_keys
-        # key → (tokens left, when last seen), least recently seen first.
-        self._buckets: OrderedDict[object, tuple[float, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def acquire(self, key: object) -> float:
-        """Take one request for `key`: 0.0 when allowed, else the seconds until one would be."""
-        now = self._clock()
-        self._forget_idle(now)
-        tokens, seen = self._buckets.pop(key, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - seen) * self._rate)
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / self._rate
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            # Forgetting a busy principal only hands it a fresh bucket: lenient, never unfair.
-            self._buckets.popitem(last=False)
-        return wait
-
-    def _forget_idle(self, now: float) -> None:
-        while self._buckets:
-            key, (_, seen) = next(iter(self._buckets.items()))
-            if now - seen < WINDOW_S:
-                return
-            del self._buckets[key]
+from steward.rate_limits import RateLimits
 
 
 class PrincipalRateLimit:
@@ -79,39 +29,53 @@ class PrincipalRateLimit:
     requests are refused with 401 by get_principal before they are counted.
     """
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limiter = RateLimiter(per_minute, clock=clock)
+    def __init__(self, limits: RateLimits, per_minute: int) -> None:
+        self.limits = limits
+        self.item = RateLimitItemPerMinute(per_minute, namespace="api-principal")
 
     async def __call__(self, principal: CurrentPrincipal) -> None:
-        self.check(principal)
+        await self.check(principal)
 
-    def check(self, principal: Principal) -> None:
+    async def check(self, principal: Principal) -> None:
         """Count one request of `principal`; 429 when its budget is spent. For routes that
         establish the caller themselves (the /codec session) rather than through the dependency."""
-        _refuse_when_spent(self.limiter, (principal.tenant, principal.sub))
+        await _refuse_when_spent(self.limits, self.item, principal.tenant, principal.sub)
 
 
 class AddressRateLimit:
     """The same budget for routes whose caller has no identity of ours (links people follow from a
     message: the token in the URL is the credential), counted per client address."""
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limiter = RateLimiter(per_minute, clock=clock)
+    def __init__(self, limits: RateLimits, per_minute: int) -> None:
+        self.limits = limits
+        self.item = RateLimitItemPerMinute(per_minute, namespace="api-address")
 
     async def __call__(self, request: Request) -> None:
-        _refuse_when_spent(self.limiter, ("address", request.client.host if request.client else "?"))
+        await _refuse_when_spent(self.limits, self.item, request.client.host if request.client else "?")
 
 
-def _refuse_when_spent(limiter: RateLimiter, key: object) -> None:
-    wait = limiter.acquire(key)
-    if wait:
-        retry_after = max(1, math.ceil(wait))
-        raise ApiError(
-            429, "rate_limited",
-            f"more than {limiter.per_minute} requests a minute; retry after {retry_after} s",
-            {"limit_per_minute": limiter.per_minute, "retry_after_s": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
+def limit_key(*parts: str) -> str:
+    """The storage key for a caller: a digest of its parts, since a sub may be an e-mail address and a
+    client address is personal data too; neither belongs in Redis's key space."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def retry_after_s(reset_time: float, now: float) -> int:
+    """Whole seconds until `reset_time`, at least 1: clients read Retry-After as an integer."""
+    return max(1, math.ceil(reset_time - now))
+
+
+async def _refuse_when_spent(limits: RateLimits, item: RateLimitItem, *caller: str) -> None:
+    key = limit_key(*caller)
+    if await limits.hit(item, key):
+        return  # a refused request is not counted, so retrying early costs the caller nothing
+    retry_after = retry_after_s((await limits.window(item, key)).reset_time, time.time())
+    raise ApiError(
+        429, "rate_limited",
+        f"more than {item.amount} requests a minute; retry after {retry_after} s",
+        {"limit_per_minute": item.amount, "retry_after_s": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def v1_rate_limit(limit: PrincipalRateLimit) -> list[params.Depends]:

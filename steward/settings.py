@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     # --- Abuse limits ---
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
+    # A secret: the URL may carry the password (redis://:password@host:6379/0), so it is never logged.
+    redis_url: SecretStr | None = Field(
+        None, description="Redis the API rate limit and the LLM budgets count in, shared by every process that "
+                          "names it; unset: each process counts on its own.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
     llm_daily_spend_cap_usd: float | None = Field(
         50.0, ge=0, description="Per tenant and UTC day; beyond it steps go to human review. `none`: no cap."
@@ -101,6 +105,18 @@ class Settings(BaseSettings):
     http_endpoints: dict[str, Annotated[str, Field(pattern=r"^https?://")]] = Field(
         default_factory=dict, description="Named base URLs a definition's http steps call by `endpoint`, so "
                                           "definitions name a service and each deployment says where it is.")
+    # Where artifacts and the audit log are kept: files in the data dir (one host), or an S3-compatible
+    # bucket every API and worker host shares (docs/configuration.md). Credentials: the standard AWS chain.
+    object_store: Literal["file", "s3"] = "file"
+    s3_bucket: str | None = Field(None, description="With object_store=s3: the bucket (it must exist).")
+    s3_prefix: str = Field("", pattern=r"^([A-Za-z0-9_.-]+/)*$", description="Keys start with this, e.g. steward/.")
+    s3_endpoint_url: str | None = Field(None, pattern=r"^https?://", description="MinIO, Ceph, R2: the endpoint.")
+    s3_region: str | None = None
+    s3_server_side_encryption: Literal["AES256", "aws:kms"] | None = Field(
+        "AES256", description="The server's encryption of every object, on top of Steward's own; none to leave it off.")
+    s3_kms_key_id: str | None = None
+    s3_audit_lock_days: int | None = Field(None, ge=1, le=36500, description="Object lock (compliance mode) on "
+                                           "every audit entry for this many days; the bucket needs object lock.")
     worker_grace_s: float = Field(
         30.0, ge=0, description="How long a stopping worker lets running activities finish."
     )
@@ -163,6 +179,12 @@ class Settings(BaseSettings):
         "starttls", description="starttls (submission, 587), tls (implicit TLS, 465), or none (a local relay)."
     )
     smtp_from: str = Field("steward@localhost", description="The From address of every e-mail.")
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.object_store == "s3" and not self.s3_bucket:
+            raise ValueError("STEWARD_OBJECT_STORE=s3 needs STEWARD_S3_BUCKET")
+        return self
 
     @field_validator("smtp_security", mode="before")
     @classmethod

@@ -12,8 +12,9 @@ import pytest
 from temporalio.client import Client
 
 from api.errors import ApiError
-from api.limits import BodySizeLimit, PrincipalRateLimit, RateLimiter
+from api.limits import BodySizeLimit, PrincipalRateLimit, limit_key, retry_after_s
 from steward.identity import Principal
+from steward.rate_limits import RateLimits
 from steward.settings import Settings
 from tests.support import free_port, serve_api
 
@@ -21,81 +22,52 @@ from tests.support import free_port, serve_api
 LimitedApi = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+# --- The limiter's answers: moving windows of a minute, counted in memory ---
 
 
-# --- The limiter's arithmetic, on a clock the test moves ---
-
-
-def test_a_burst_of_the_limit_passes_and_the_next_request_waits_for_one_refill():
-    clock = FakeClock()
-    limiter = RateLimiter(60, clock=clock)
-    assert [limiter.acquire("k") for _ in range(60)] == [0.0] * 60
-    assert limiter.acquire("k") == pytest.approx(1.0)  # 60 a minute: one more each second
-
-
-def test_requests_come_back_at_the_per_minute_rate():
-    clock = FakeClock()
-    limiter = RateLimiter(60, clock=clock)
-    for _ in range(60):
-        limiter.acquire("k")
-    clock.now += 0.25
-    assert limiter.acquire("k") == pytest.approx(0.75)
-    clock.now += 0.75
-    assert limiter.acquire("k") == 0.0
-    assert limiter.acquire("k") == pytest.approx(1.0)
-    clock.now += 60
-    assert [limiter.acquire("k") for _ in range(60)] == [0.0] * 60  # refilled to the burst, no further
-    assert limiter.acquire("k") > 0
-
-
-def test_each_key_has_its_own_budget():
-    limiter = RateLimiter(2, clock=FakeClock())
-    assert [limiter.acquire("alice"), limiter.acquire("alice")] == [0.0, 0.0]
-    assert limiter.acquire("alice") > 0
-    assert limiter.acquire("bob") == 0.0
-
-
-def test_principals_idle_for_a_minute_are_forgotten():
-    clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock)
-    for i in range(1000):
-        limiter.acquire(f"token-{i}")
-    assert len(limiter) == 1000
-    clock.now += 59
-    limiter.acquire("busy")
-    assert len(limiter) == 1001  # not yet a minute: their buckets are not full again
-    clock.now += 1
-    limiter.acquire("busy")
-    assert len(limiter) == 1
-
-
-def test_the_table_never_holds_more_than_its_bound():
-    limiter = RateLimiter(10, clock=FakeClock(), max_keys=3)
-    for i in range(50):
-        limiter.acquire(f"token-{i}")
-    assert len(limiter) == 3
-
-
-@pytest.mark.parametrize(("per_minute", "retry_after"), [(600, "1"), (1, "60"), (7, "9")])
-async def test_retry_after_is_whole_seconds_and_at_least_one(per_minute, retry_after):
-    limit = PrincipalRateLimit(per_minute, clock=FakeClock())
+async def test_a_burst_of_the_limit_passes_and_the_next_request_is_refused_for_a_window():
+    limit = PrincipalRateLimit(RateLimits(), 60)
     principal = Principal(sub="alice", roles=("operator",), tenant="acme")
-    for _ in range(per_minute):
+    for _ in range(60):
         await limit(principal)
     with pytest.raises(ApiError) as refused:
         await limit(principal)
     assert (refused.value.status, refused.value.code) == (429, "rate_limited")
-    assert refused.value.headers == {"Retry-After": retry_after}
+    # Room comes back when the oldest request leaves the window: a minute after the burst began.
+    assert refused.value.headers == {"Retry-After": "60"}
+    assert refused.value.details == {"limit_per_minute": 60, "retry_after_s": 60}
+
+
+async def test_a_refused_request_takes_nothing_from_the_budget():
+    limits = RateLimits()
+    limit = PrincipalRateLimit(limits, 2)
+    principal = Principal(sub="alice", roles=("operator",), tenant="acme")
+    await limit(principal)
+    await limit(principal)
+    for _ in range(5):
+        with pytest.raises(ApiError):
+            await limit(principal)
+    # Had the refusals counted, the window would hold 7 requests: 5 past the limit.
+    assert (await limits.window(limit.item, limit_key("acme", "alice"))).remaining == 0
+
+
+async def test_each_principal_has_its_own_budget():
+    limit = PrincipalRateLimit(RateLimits(), 2)
+    alice, bob = (Principal(sub=sub, roles=("operator",), tenant="acme") for sub in ("alice", "bob"))
+    await limit(alice)
+    await limit(alice)
+    with pytest.raises(ApiError):
+        await limit(alice)
+    await limit(bob)
+
+
+@pytest.mark.parametrize(("seconds_left", "retry_after"), [(0.2, 1), (8.57, 9), (59.01, 60), (-3.0, 1)])
+def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one(seconds_left, retry_after):
+    assert retry_after_s(1000.0 + seconds_left, now=1000.0) == retry_after
 
 
 async def test_the_same_sub_in_another_tenant_is_another_principal():
-    limit = PrincipalRateLimit(1, clock=FakeClock())
+    limit = PrincipalRateLimit(RateLimits(), 1)
     await limit(Principal(sub="alice", roles=("operator",), tenant="acme"))
     await limit(Principal(sub="alice", roles=("operator",), tenant="globex"))
     with pytest.raises(ApiError):
@@ -125,7 +97,8 @@ async def test_request_over_the_rate_limit_is_429_with_retry_after(limited_api, 
             assert (await http.get(path, headers=headers)).status_code == 200
         refused = await http.get("/v1/approvals", headers=headers)
         assert refused.status_code == 429
-        assert 1 <= int(refused.headers["Retry-After"]) <= 20  # 3 a minute: one more every 20 s
+        # 3 a minute: room again when the first of the three leaves the window, a minute after it came.
+        assert 55 <= int(refused.headers["Retry-After"]) <= 60
         error = refused.json()["error"]
         assert error["code"] == "rate_limited" and "3 requests a minute" in error["message"]
 

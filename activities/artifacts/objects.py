@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from steward.files import create_once
+from steward.settings import Settings
 
 # Keys are '/'-separated segments of safe characters: they become file paths here, object keys there.
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:=-]{0,199}$")
@@ -23,6 +24,10 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:=-]{0,199}$")
 
 class ObjectNotFound(Exception):
     pass
+
+
+class ObjectStoreUnavailable(Exception):
+    """The configured store cannot be used (a missing bucket): said at start, not at the first report."""
 
 
 class ObjectStore(Protocol):
@@ -105,3 +110,24 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def object_store(settings: Settings, area: str, directory: Path) -> ObjectStore:
+    """Where `area` (artifacts, audit) keeps its objects: `directory` of the data dir, or its
+    folder of the shared bucket."""
+    if settings.object_store == "file":
+        return FileObjectStore(directory)
+    from activities.artifacts.s3 import S3ObjectStore
+
+    assert settings.s3_bucket is not None  # the settings refuse s3 without a bucket
+    return S3ObjectStore(
+        settings.s3_bucket, f"{settings.s3_prefix}{area}/", endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region, server_side_encryption=settings.s3_server_side_encryption,
+        kms_key_id=settings.s3_kms_key_id, lock_days=settings.s3_audit_lock_days if area == "audit" else None)
+
+
+def check_object_store(settings: Settings) -> None:
+    """Raise ObjectStoreUnavailable now when the shared bucket cannot be used (files always can)."""
+    if settings.object_store == "s3":
+        store = object_store(settings, "artifacts", settings.artifacts_dir)
+        store.check()  # type: ignore[attr-defined]

@@ -3,10 +3,11 @@
 `ArtifactStore` is the interface. `FileArtifactStore` keeps artifacts as objects of an
 ObjectStore (activities/artifacts/objects.py), the backend the audit log is kept in too: files
 under the data dir (`<data_dir>/artifacts/<run id>/<name>`, with a metadata file beside each), or
-any store offering the same four operations (S3 and its kin). Files are encrypted with the platform keyring (AES-256-GCM,
-steward/codec.py) when one is given, as it always is in Steward; the digest is the plaintext's,
-the document's own identity. Writes are atomic (temp file, fsync, rename), so a reader never sees
-half a file, and a retried activity's second write replaces the first whole.
+a shared S3-compatible bucket (activities/artifacts/s3.py, STEWARD_OBJECT_STORE=s3). Files are
+encrypted with the platform keyring (AES-256-GCM, steward/codec.py) when one is given, as it
+always is in Steward; the digest is the plaintext's, the document's own identity. Writes are
+whole (a file's temp-fsync-rename, one PutObject), so a reader never sees half a file, and a
+retried activity's second write replaces the first whole.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from activities.artifacts.objects import FileObjectStore, ObjectNotFound, ObjectStore
+from activities.artifacts.objects import FileObjectStore, ObjectNotFound, ObjectStore, object_store
 from steward import runtime
 from steward.codec import Keyring, KeyringError
+from steward.settings import Settings
 
 # Run ids and artifact names become path segments: no separators, no dot-dot, bounded length.
 # ':' because a run a schedule starts has an id ending in its RFC 3339 time (…-2026-11-30T02:00:00Z).
@@ -110,7 +112,21 @@ class FileArtifactStore:
         return sorted((ArtifactRef(**r.model_dump(exclude={"key_id"})) for r in refs), key=lambda r: r.name)
 
 
+def artifact_store(settings: Settings, keyring: Keyring | None) -> FileArtifactStore:
+    """The artifacts of `settings`: files in the data dir, or the shared bucket's `artifacts/`."""
+    return FileArtifactStore(settings.artifacts_dir, keyring,
+                             object_store(settings, "artifacts", settings.artifacts_dir))
+
+
+_current: tuple[Settings, FileArtifactStore] | None = None
+
+
 def default_store() -> ArtifactStore:
-    """The store activities use: this process's settings and keyring (steward.runtime)."""
-    return FileArtifactStore(runtime.settings().artifacts_dir, runtime.keyring())
+    """The store activities use: this process's settings and keyring (steward.runtime), kept while
+    they are (an S3 client keeps its connections between reports)."""
+    global _current
+    settings = runtime.settings()
+    if _current is None or _current[0] is not settings:
+        _current = (settings, artifact_store(settings, runtime.keyring()))
+    return _current[1]
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.artifacts.objects import FileObjectStore
+from activities.artifacts.objects import object_store
 from activities.audit.log import AuditEntry, AuditLog
 from activities.events.delivery import dispatch, subscription_store
 from activities.audit.signing import Signer
@@ -40,7 +40,8 @@ class AuditWritten(BaseModel):
 
 
 def audit_log(settings: Settings, *, signing: bool = False) -> AuditLog:
-    return AuditLog(FileObjectStore(settings.audit_dir), Signer.from_settings(settings) if signing else None)
+    return AuditLog(object_store(settings, "audit", settings.audit_dir),
+                    Signer.from_settings(settings) if signing else None)
 
 
 _logs: dict[Path, AuditLog] = {}

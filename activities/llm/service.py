@@ -31,6 +31,7 @@ from activities.llm.tasks import InvalidTask, LlmTask, render, task_for
 from policies import output as output_policy
 from steward import runtime
 from steward.logs import get_logger
+from steward.rate_limits import RateLimits
 from steward.settings import ModelPrice, Settings
 
 log = get_logger(__name__)
@@ -92,6 +93,8 @@ class LlmService:
         self.settings = settings
         self.provider = provider or build_provider(settings)
         self.prices = settings.llm_prices
+        # Budgets count here, or in the Redis every worker shares (STEWARD_REDIS_URL).
+        self.limits = RateLimits.from_settings(settings)
         self._budgets: dict[str, ModelBudget] = {}
         self.policy = output_policy.load(settings.llm_output_policy)
         self.spend_cap = settings.llm_daily_spend_cap_usd
@@ -100,7 +103,8 @@ class LlmService:
 
     def budget(self, model: str) -> ModelBudget:
         if model not in self._budgets:
-            self._budgets[model] = ModelBudget(self.settings.llm_requests_per_minute, self.settings.llm_tokens_per_minute)
+            self._budgets[model] = ModelBudget(model, self.settings.llm_requests_per_minute,
+                                               self.settings.llm_tokens_per_minute, self.limits)
         return self._budgets[model]
 
     async def _call(self, task: LlmTask, request: LlmTaskRequest, messages: list[dict[str, Any]],
@@ -113,12 +117,9 @@ class LlmService:
         budget = self.budget(self.provider.model)
         await budget.acquire(estimate, on_wait=on_wait)
         started = time.perf_counter()
-        try:
-            reply = await self.provider.complete(task, request, messages)
-        except BaseException:
-            budget.settle(estimate, 0)  # nothing was used, as far as we can know
-            raise
-        budget.settle(estimate, reply.input_tokens + reply.output_tokens)
+        # A call that fails keeps its reservation: a window has no refunds (activities/llm/ratelimit.py).
+        reply = await self.provider.complete(task, request, messages)
+        await budget.settle(estimate, reply.input_tokens + reply.output_tokens)
         return reply, (time.perf_counter() - started) * 1000
 
     async def run(self, request: LlmTaskRequest, *, attempt: int = 1, on_wait: Any = None) -> LlmTaskResult:

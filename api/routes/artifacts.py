@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -31,7 +32,7 @@ async def get_artifact(run_id: str, name: str, principal: Annotated[Principal, D
     if name not in recorded:
         raise ApiError(404, "not_found", f"run {run_id!r} has no artifact {name!r}")
     try:
-        ref, data = artifacts.read(run_id, name)
+        ref, data = await asyncio.to_thread(artifacts.read, run_id, name)  # S3, decryption: off the loop
     except ArtifactNotFound:
         raise ApiError(404, "not_found", f"run {run_id!r} has no artifact {name!r}") from None
     except ArtifactCorrupted:

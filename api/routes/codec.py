@@ -61,7 +61,7 @@ async def codec_caller(request: Request, policy: RbacDep) -> Principal:
         raise ApiError(401, "unauthenticated", "sign in on /codec, or send a bearer token",
                        headers={"WWW-Authenticate": "Bearer"})
     principal = await principal_from_token(request, token)
-    request.app.state.rate_limit.check(principal)
+    await request.app.state.rate_limit.check(principal)
     authorize(policy, principal, PERMISSION)
     return principal
 

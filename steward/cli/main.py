@@ -130,7 +130,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from steward.telemetry import configure_tracing, shutdown_tracing
     from workers.worker import serve
 
+    from activities.artifacts.objects import check_object_store
+
     settings = _settings(args)
+    check_object_store(settings)  # a missing bucket stops start-up with one line
     configure_logging(settings.log_level, "worker")
     configure_tracing("steward-worker")
     try:
@@ -145,7 +148,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     from steward.logs import configure_logging
     from steward.telemetry import configure_tracing, shutdown_tracing
 
+    from activities.artifacts.objects import check_object_store
+
     settings = _settings(args)
+    check_object_store(settings)  # a missing bucket stops start-up with one line
     configure_logging(settings.log_level, "api")
     configure_tracing("steward-api")
     try:
@@ -915,6 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from activities.artifacts.objects import ObjectStoreUnavailable
     from policies.loader import PolicyError
     from steward.codec import KeyringError
 
@@ -929,6 +936,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PolicyError as exc:  # names the file and the problem
         print(f"steward: policy: {exc}", file=sys.stderr)
+        return 2
+    except ObjectStoreUnavailable as exc:  # names the bucket and why
+        print(f"steward: object store: {exc}", file=sys.stderr)
         return 2
     except KeyringError as exc:  # names the source and the problem, never a key
         print(f"steward: encryption keys: {exc}", file=sys.stderr)
