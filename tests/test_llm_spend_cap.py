@@ -139,3 +139,34 @@ async def test_compliance_review_charges_its_own_tenant(fake_llm, tmp_path, http
         assert (await wait_for_run(http, run_id, auth()))["result"]["decision"] == "rejected"
     finally:
         configure(None)
+
+
+@pytest.fixture(scope="module")
+def redis_for_spend(tmp_path_factory: pytest.TempPathFactory):
+    from tests.support import free_port
+    from tests.test_rate_limits_redis import REDIS_SERVER, needs_redis, running_redis
+
+    if REDIS_SERVER is None:
+        pytest.skip(needs_redis.kwargs["reason"])
+    with running_redis(free_port(), tmp_path_factory.mktemp("redis-spend")) as url:
+        yield url
+
+
+async def test_workers_on_different_hosts_sharing_redis_hold_one_cap(fake_llm, tmp_path, redis_for_spend):
+    from activities.llm.spend import RedisSpendLedger
+
+    today = Today()
+    # Two workers with data dirs of their own, as on two hosts: only Redis is shared.
+    first, second = (LlmService(endpoint_settings(fake_llm.url, data_dir=tmp_path / host, redis_url=redis_for_spend,
+                                                  llm_daily_spend_cap_usd=CAP_USD), today=today)
+                     for host in ("host-a", "host-b"))
+    assert isinstance(first.spend, RedisSpendLedger)
+    fake_llm.script(answer(VALID, **EXPENSIVE), answer(VALID, **EXPENSIVE))
+    tenant = f"acme-{tmp_path.name}"
+    assert (await first.run(for_tenant(tenant))).answer == VALID
+    held = await second.run(for_tenant(tenant))  # the other host sees what the first spent
+    assert held.needs_review and len(fake_llm.requests) == 1
+    assert await second.spend.spent(tenant, today.day) == pytest.approx(CALL_COST_USD)
+    assert not (tmp_path / "host-a" / SPEND_DB_FILE).exists()  # nothing per host
+    today.day += timedelta(days=1)  # a new UTC day, a new total
+    assert (await second.run(for_tenant(tenant))).answer == VALID

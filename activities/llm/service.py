@@ -26,7 +26,7 @@ from activities.llm.providers.offline import OfflineProvider
 from activities.llm.providers.openai_compatible import OpenAICompatibleProvider
 from activities.llm.ratelimit import ModelBudget
 from activities.llm.screening import screen
-from activities.llm.spend import SPEND_DB_FILE, SpendLedger, SqliteSpendLedger
+from activities.llm.spend import SpendLedger, spend_ledger
 from activities.llm.tasks import InvalidTask, LlmTask, render, task_for
 from policies import output as output_policy
 from steward import runtime
@@ -98,7 +98,7 @@ class LlmService:
         self._budgets: dict[str, ModelBudget] = {}
         self.policy = output_policy.load(settings.llm_output_policy)
         self.spend_cap = settings.llm_daily_spend_cap_usd
-        self.spend = spend or SqliteSpendLedger(settings.data_dir / SPEND_DB_FILE)
+        self.spend = spend or spend_ledger(settings)
         self.today = today
 
     def budget(self, model: str) -> ModelBudget:

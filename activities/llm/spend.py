@@ -9,6 +9,7 @@ methods: each host's own file would only see its own spending.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import time
 import threading
@@ -16,6 +17,8 @@ from contextlib import closing
 from datetime import date
 from pathlib import Path
 from typing import Protocol
+
+from steward.settings import Settings
 
 SPEND_DB_FILE = "llm-spend.sqlite"
 # Writers queue on SQLite's lock; one UPSERT takes microseconds, so a wait this long means trouble.
@@ -107,3 +110,41 @@ class SqliteSpendLedger:
                 _use_wal(db)
                 db.execute(_SCHEMA)
             self._ready = True
+
+# A total outlives its day by this much: long enough to read yesterday's, short enough to clean itself.
+REDIS_KEEP_S = 3 * 24 * 3600
+REDIS_TIMEOUT_S = 2.0
+
+
+class RedisSpendLedger:
+    """One total per tenant and UTC day, added to with INCRBYFLOAT: atomic, so workers on every host
+    add to one number. A Redis that cannot be reached fails the LLM step's attempt (Temporal
+    retries it): without the total, the cap cannot be honoured. Keep Redis persistent (AOF) so a
+    restart of Redis does not forget the day's spending."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio
+
+        self._redis = redis.asyncio.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
+                                                   socket_connect_timeout=REDIS_TIMEOUT_S)
+
+    @staticmethod
+    def _key(tenant: str, day: date) -> str:
+        # The tenant's digest, not its name: nothing identifying in the keys of a shared Redis.
+        return f"steward:llm-spend:{day.isoformat()}:{hashlib.sha256(tenant.encode()).hexdigest()[:32]}"
+
+    async def spent(self, tenant: str, day: date) -> float:
+        value = await self._redis.get(self._key(tenant, day))
+        return float(value) if value is not None else 0.0
+
+    async def add(self, tenant: str, day: date, cost_usd: float) -> None:
+        key = self._key(tenant, day)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.incrbyfloat(key, cost_usd).expire(key, REDIS_KEEP_S).execute()
+
+
+def spend_ledger(settings: Settings) -> SpendLedger:
+    """The ledger every worker that shares `settings`' Redis sees; this host's file without one."""
+    if settings.redis_url is not None:
+        return RedisSpendLedger(settings.redis_url.get_secret_value())
+    return SqliteSpendLedger(settings.data_dir / SPEND_DB_FILE)
