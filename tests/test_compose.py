@@ -26,7 +26,8 @@ SETUP_SERVICE = "temporal-setup"
 STEWARD_SERVICES = ("api", "worker")
 SETTINGS_VARIABLES = {f"STEWARD_{name.upper()}" for name in Settings.model_fields}
 SECRET_VARIABLES = ("STEWARD_JWT_SECRET", "STEWARD_ENCRYPTION_KEYS", "STEWARD_NOTIFY_WEBHOOK_SECRET",
-                    "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD")
+                    "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "MINIO_ROOT_PASSWORD",
+                    "AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD")
 # `${NAME:?message}`: compose refuses to start without the variable, and there is no default.
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
 WAITING_CONDITIONS = {"service_healthy", "service_completed_successfully"}
@@ -262,3 +263,16 @@ def test_the_clusters_dynamic_config_carries_the_dev_servers_tuning() -> None:
 
     for key, value in DYNAMIC_CONFIG.items():
         assert [entry["value"] for entry in cluster[key]] == [value], key
+
+
+def test_api_and_worker_share_one_bucket_and_one_redis_whatever_the_replicas(compose: dict, services: dict) -> None:
+    shared = compose["x-steward-env"]
+    assert shared["STEWARD_OBJECT_STORE"] == "s3" and shared["STEWARD_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert shared["STEWARD_REDIS_URL"].endswith("@redis:6379/0") and "${REDIS_PASSWORD:?" in shared["STEWARD_REDIS_URL"]
+    setup = " ".join(services["minio-setup"]["entrypoint"])
+    assert f"local/{shared['STEWARD_S3_BUCKET']}" in setup and "--ignore-existing" in setup  # made once, kept
+    for name in STEWARD_SERVICES:
+        depends = services[name]["depends_on"]
+        assert depends["minio-setup"]["condition"] == "service_completed_successfully"
+        assert depends["redis"]["condition"] == "service_healthy"
+    assert "--appendonly yes" in " ".join(services["redis"]["command"])  # the spend ledger survives a restart
