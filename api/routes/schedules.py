@@ -13,7 +13,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ValidationError
-from temporalio.client import ScheduleAlreadyRunningError, ScheduleBackfill, ScheduleHandle, ScheduleUpdate
+from temporalio.client import (
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleHandle,
+    ScheduleUpdate,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CatalogDep, ClientDep, PageTokensDep, RbacDep, authorize, require
@@ -82,6 +88,10 @@ async def _described(client, principal: Principal, name: str) -> tuple[ScheduleH
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise ApiError(404, "not_found", f"schedule {name!r} not found") from None
         raise
+    # One made beside the API (the temporal CLI, the UI) has no request of Steward's to show.
+    if not isinstance(description.schedule.action, ScheduleActionStartWorkflow) \
+            or not await written_settings(description, client.data_converter):
+        raise ApiError(404, "not_found", f"schedule {name!r} not found")
     return handle, description
 
 
