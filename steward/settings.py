@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     s3_server_side_encryption: Literal["AES256", "aws:kms"] | None = Field(
         "AES256", description="The server's encryption of every object, on top of Steward's own; none to leave it off.")
     s3_kms_key_id: str | None = None
+    audit_signing_key_file: Path | None = Field(
+        None, description="The Ed25519 key (PEM, mode 0600) that signs the audit log's heads; made on first use. "
+                          "Default: audit-signing-key in the data dir.")
     s3_audit_lock_days: int | None = Field(None, ge=1, le=36500, description="Object lock (compliance mode) on "
                                            "every audit entry for this many days; the bucket needs object lock.")
     worker_grace_s: float = Field(
@@ -279,7 +282,9 @@ class Settings(BaseSettings):
 
     @property
     def audit_signing_key_path(self) -> Path:
-        return self.data_dir / AUDIT_SIGNING_KEY_FILE
+        """Every worker signs one tenant's chain heads with the same key: on several hosts, point
+        STEWARD_AUDIT_SIGNING_KEY_FILE at one file (a mounted secret) rather than each data dir's."""
+        return self.audit_signing_key_file or self.data_dir / AUDIT_SIGNING_KEY_FILE
 
     @property
     def definition_dirs(self) -> list[Path]:

@@ -213,3 +213,18 @@ def test_an_upload_cut_mid_body_leaves_nothing_to_serve_and_the_retry_writes_it_
         assert direct.read("run-1", "compliance-report.pdf") == (ref, report)
     finally:
         proxy.close()
+
+
+def test_workers_on_two_hosts_sign_one_chain_with_the_key_file_they_share(aws, s3_url, tmp_path):
+    from activities.audit.signing import Signer
+
+    bucket = new_bucket(s3_url)
+    key_file = tmp_path / "secrets" / "audit-signing-key"  # a mounted secret, the same on both hosts
+    hosts = [s3_settings(s3_url, bucket, tmp_path / host, audit_signing_key_file=key_file) for host in ("a", "b")]
+    for number, settings in enumerate(hosts):
+        log = audit_log(settings, signing=True)
+        log.append("acme", f"event-{number}", "run.started", run_id=f"run-{number}", workflow="w", data={})
+        log.sign_head("acme")
+    assert not (tmp_path / "a" / "audit-signing-key").exists() and key_file.exists()
+    verification = audit_log(hosts[0]).verify("acme", Signer.from_settings(hosts[1]).public_key)
+    assert verification.problem is None and (verification.entries, verification.signed_heads) == (2, 2)
