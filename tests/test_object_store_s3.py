@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import boto3
@@ -28,12 +29,12 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "steward-test", "AWS_SECRET_ACCESS_KEY": "st
 TEST_KEY = new_key_entry()
 
 
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
+@contextmanager
+def running_moto() -> Iterator[str]:
+    """moto's S3 server in its own process on a free port, until the block ends; yields its URL."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -45,10 +46,16 @@ def s3_url() -> Iterator[str]:
                 raise RuntimeError("moto's S3 server did not start") from None
             time.sleep(0.1)
     try:
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture
