@@ -29,6 +29,7 @@ from steward import search_attributes
 from steward.codec import new_key_entry
 from steward.identity import Principal, issue_token
 from tests.conftest import temporal_binary
+from workflows.compliance_documentation import SPEC
 from tests.fake_openai import answer, serve_fake_openai
 from tests.support import eventually, free_port
 from tests.test_object_store_s3 import CREDENTIALS, new_bucket, running_moto
@@ -39,18 +40,11 @@ IN_FLIGHT = 20
 KILL_AFTER = RUNS // 3  # completed runs before one worker is SIGKILLed
 RATE_LIMIT = 300
 SECRET = "many-hosts-secret-0123456789abcdef0123456789"
-# The classification every call gets: a clear case, so policy decides and no person is needed.
+# The classification every call gets for the spec's sample (a clear case): policy decides, no person.
 CLEAR = {"risk_level": "low", "decision": "clear", "confidence": 0.95, "reasons": ["Salary, teacher, EU."],
          "explanation": "Nothing in the facts or documents raises the risk."}
 # gpt-4o-mini's default prices, and the fake endpoint's usage per call: 120 tokens in, 40 out.
 CALL_COST_USD = (120 * 0.15 + 40 * 0.6) / 1_000_000
-SAMPLE = {
-    "applicant": {"full_name": "Sample Applicant", "date_of_birth": "1985-05-20", "country": "DE",
-                  "document_id": "DE-SAMPLE-01", "occupation": "Teacher", "annual_income": 50000,
-                  "source_of_funds": "salary", "pep": False},
-    "documents": [{"name": "payslip.txt", "text": "Payslip October 2026. Net salary 3,000 EUR."}],
-}
-
 pytestmark = needs_redis
 
 
@@ -89,7 +83,8 @@ async def ready(url: str) -> bool:
 async def review(api: httpx.AsyncClient, follower: httpx.AsyncClient, number: int) -> str:
     """Start a review through one API and follow it through the other, until it ends."""
     headers = token(f"requester-{number % 10}")
-    started = await api.post("/v1/workflows/compliance-documentation/runs", json={"input": SAMPLE}, headers=headers)
+    started = await api.post("/v1/workflows/compliance-documentation/runs", json={"input": dict(SPEC.sample_input)},
+                             headers=headers)
     assert started.status_code == 202, started.text
     run_id = started.json()["id"]
     while True:

@@ -362,8 +362,8 @@ def _refusal(response: Any) -> CliError:
     return CliError(f"{response.status_code} {error.get('code', '')}: {error.get('message', response.text)}{detail}")
 
 
-def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[str, str] | None = None,
-              **kwargs: Any) -> Any:
+def _api_response(args: argparse.Namespace, method: str, path: str, headers: dict[str, str] | None = None,
+                  **kwargs: Any) -> Any:  # -> httpx.Response: one the API accepted; a refusal is a CliError
     import httpx
 
     base, credential = _credentials(args)
@@ -375,6 +375,13 @@ def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[st
         raise CliError(f"cannot reach the API at {base}: {exc}") from None
     if response.status_code >= 400:
         raise _refusal(response)
+    return response
+
+
+def _api_call(args: argparse.Namespace, method: str, path: str, headers: dict[str, str] | None = None,
+              **kwargs: Any) -> Any:
+    """The API's JSON answer (None for an empty one)."""
+    response = _api_response(args, method, path, headers, **kwargs)
     return response.json() if response.content else None
 
 

@@ -21,17 +21,8 @@ def _cli():  # the shared client helpers; imported late, as main imports this mo
 
 
 def _request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    """The API's status and JSON answer; a refusal is a CliError naming each bad field."""
-    import httpx
-
-    cli = _cli()
-    base, credential = cli._credentials(args)
-    try:
-        response = httpx.request(method, base + path, headers=cli._authorization(credential), timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        raise cli.CliError(f"cannot reach the API at {base}: {exc}") from None
-    if response.status_code >= 400:
-        raise cli._refusal(response)
+    """The API's status and JSON answer: `create` tells 201 (made) from 200 (already there)."""
+    response = _cli()._api_response(args, method, path, **kwargs)
     return response.status_code, response.json() if response.content else None
 
 

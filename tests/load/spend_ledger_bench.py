@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,15 +16,10 @@ from datetime import date
 from pathlib import Path
 
 from activities.llm.spend import RedisSpendLedger, SpendLedger, SqliteSpendLedger
+from tests.support import free_port
 
 CALLS = 2000
 WARMUP = 100
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def per_call_ms(ledger: SpendLedger) -> float:
