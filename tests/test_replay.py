@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
@@ -77,3 +78,28 @@ async def test_unpatched_change_to_a_workflow_fails_replay():
                         workflow_runner=sandbox_runner())
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load_history("document-fingerprint"))
+
+
+# Every path a run can stay on for long, with the history that records it and the event that
+# proves the history took that path: a non-deterministic change on any of them fails replay.
+PATHS_THAT_LAST = {
+    "an approval decided by update": ("compliance-documentation.approved-review", "WORKFLOW_EXECUTION_UPDATE_ACCEPTED"),
+    "an approval ladder's steps fired by their timers": ("compliance-documentation.timed-out-review", "TIMER_FIRED"),
+    "an incident's paging ladder fired by its timers": ("incident-response.escalated", "TIMER_FIRED"),
+    "an incident acknowledged and resolved": ("incident-response", "WORKFLOW_EXECUTION_UPDATE_COMPLETED"),
+    "a callback delivered to a waiting step": ("declarative.saga", "WORKFLOW_EXECUTION_SIGNALED"),
+    "an event delivered to a subscriber": ("event-delivery", "WORKFLOW_EXECUTION_SIGNALED"),
+    "a child workflow": ("declarative", "CHILD_WORKFLOW_EXECUTION_COMPLETED"),
+    "a saga compensating on cancel": ("customer-onboarding.cancelled", "WORKFLOW_EXECUTION_CANCELED"),
+    "a saga compensating on failure": ("declarative.saga", "WORKFLOW_EXECUTION_FAILED"),
+    "an activation by the contact's link": ("customer-onboarding", "WORKFLOW_EXECUTION_UPDATE_ACCEPTED"),
+}
+
+
+@pytest.mark.parametrize("path", PATHS_THAT_LAST)
+def test_a_committed_history_records_every_path_that_lasts(path):
+    name, event_type = PATHS_THAT_LAST[path]
+    history = load_history(name.split(".")[0], HISTORIES / f"{name}.json")
+    wanted = EventType.Value(f"EVENT_TYPE_{event_type}")
+    assert any(event.event_type == wanted for event in history.events), \
+        f"{name}.json does not record {path}: re-record it with python -m tests.fixtures.record_histories {name}"
