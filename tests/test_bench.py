@@ -24,10 +24,11 @@ from steward.cli.bench import (
 )
 
 
-async def test_bench_runs_the_real_workflow_three_ways_and_reports_every_figure() -> None:
+async def test_bench_runs_the_real_workflow_three_ways_on_two_workers_and_reports_every_figure() -> None:
     environment = dict(os.environ)
 
-    report = await run_benchmark("compliance-documentation", runs=4, concurrency=2, latency_runs=2, warmup=1)
+    report = await run_benchmark("compliance-documentation", runs=4, concurrency=2, latency_runs=2, warmup=1,
+                                 workers=2)
 
     for phase, runs in ((report.latency, 2), (report.throughput, 4)):
         assert set(phase) == {"api", "raw", "bare"}
@@ -39,11 +40,12 @@ async def test_bench_runs_the_real_workflow_three_ways_and_reports_every_figure(
     assert all(report.throughput[p].throughput > 0 for p in ("api", "raw", "bare"))
     assert report.memory and all(m.rss_mib["worker"] > 0 and m.rss_mib["api"] > 0 for m in report.memory)
     assert report.retries.histories == 3 * (2 + 4)  # every measured run's history was read
+    assert len(report.retries.workers_seen) == 2  # both workers took workflow tasks from the queue
     assert not math.isnan(report.ratio("throughput", "api", "bare"))
     assert dict(os.environ) == environment  # its own Steward's settings went to its children only
     table = format_report(report)
     for line in ("api / raw throughput at 2", "api / raw p50", "api / bare throughput at 2", "api / bare p50",
-                 "resident memory"):
+                 "resident memory", "2 workers with", "every worker took part"):
         assert line in table
 
 

@@ -15,7 +15,8 @@ api/raw shows the platform's own overhead; api/bare how far the workflow's real 
 step, a PDF) is from three empty steps. Latency is measured one run at a time, throughput at
 `--concurrency`, each in rounds alternating the paths' order (ABBA), never two paths at once.
 CPU per run of each process, and the worker's and API's resident memory after every round, are
-read from /proc.
+read from /proc. `--workers N` starts N worker processes on the same task queues, as N worker
+hosts would be; their CPU and memory are added up under "worker".
 
 A measurement, not a test: after printing it returns 0 whether or not the targets are met.
 """
@@ -126,6 +127,8 @@ class Retries:
     activity_timeouts: int = 0  # an attempt cancelled by its start-to-close (or heartbeat) timeout
     activity_failures: int = 0  # an attempt that raised and was retried
     workflow_task_problems: int = 0  # workflow tasks that timed out or failed (a starved worker)
+    # The worker identities (pid@host) that completed workflow tasks: with --workers, all of them.
+    workers_seen: set[str] = field(default_factory=set)
 
     @property
     def clean(self) -> bool:
@@ -148,6 +151,7 @@ class BenchReport:
     memory: list[MemorySample]
     retries: Retries = field(default_factory=Retries)
     sample: dict[str, Any] | None = None  # the input measured, when not the workflow's sample_input
+    workers: int = 1  # worker processes on the same task queues (each with its own CPU pool)
 
     def ratio(self, metric: str, path: str, against: str) -> float:
         if metric == "throughput":
@@ -228,7 +232,7 @@ class Processes:
 
     def pids(self) -> dict[str, list[int]]:
         s = self.supervisor
-        found = {"worker": process_tree(s.worker.process.pid) if s.worker.process else [],
+        found = {"worker": [pid for w in s.workers if w.process for pid in process_tree(w.process.pid)],
                  "api": [s.api.process.pid] if s.api.process else [],
                  "server": [s.server.process.pid] if s.server and s.server.process else []}
         found["bench"] = [os.getpid()]
@@ -313,6 +317,8 @@ async def count_retries(client: Client, results: list[dict[str, PathResult]]) ->
             history = await client.get_workflow_handle(workflow_id).fetch_history()
         retries.histories += 1
         for event in history.events:
+            if event.HasField("workflow_task_completed_event_attributes"):
+                retries.workers_seen.add(event.workflow_task_completed_event_attributes.identity)
             problem = _PROBLEM_EVENTS.get(event.WhichOneof("attributes") or "")
             if problem:
                 setattr(retries, problem, getattr(retries, problem) + 1)
@@ -378,9 +384,12 @@ class _OwnServerSettings(Settings):
 
 
 @contextlib.asynccontextmanager
-async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[tuple[Settings, Processes]]:
-    """`steward up` in a temporary data dir on free ports, quiet, its output in steward.log."""
-    api_port, temporal_port, ui_port, metrics_port = free_ports(4)
+async def own_steward(data_dir: Path, cpu_workers: int | None,
+                      workers: int = 1) -> AsyncIterator[tuple[Settings, Processes]]:
+    """`steward up` in a temporary data dir on free ports, quiet, its output in steward.log, with
+    `workers` worker processes on the same task queues."""
+    api_port, temporal_port, ui_port, *metrics_ports = free_ports(3 + workers)
+    metrics_port = metrics_ports[0]
     values: dict[str, Any] = {
         "data_dir": data_dir, "api_port": api_port, "temporal_port": temporal_port, "ui_port": ui_port,
         "worker_metrics_port": metrics_port,
@@ -399,7 +408,7 @@ async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[
     env |= {f"STEWARD_{name.upper()}": "none" if value is None else str(value) for name, value in values.items()}
     log_path = data_dir / "steward.log"
     with log_path.open("w") as output:
-        supervisor = Supervisor(settings, output=output, env=env)
+        supervisor = Supervisor(settings, output=output, env=env, workers=workers, worker_metrics_ports=metrics_ports)
         ready = asyncio.Event()
         running = asyncio.create_task(supervisor.run(on_ready=ready.set, handle_signals=False))
         try:
@@ -417,7 +426,8 @@ async def own_steward(data_dir: Path, cpu_workers: int | None) -> AsyncIterator[
 
 
 async def run_benchmark(workflow: str, runs: int, concurrency: int, latency_runs: int, warmup: int,
-                        cpu_workers: int | None = None, sample: dict[str, Any] | None = None) -> BenchReport:
+                        cpu_workers: int | None = None, sample: dict[str, Any] | None = None,
+                        workers: int = 1) -> BenchReport:
     """`sample` replaces the workflow's sample_input (steward-benchmark's local_activities, say)."""
     catalog = discover()
     spec, bare = catalog.get(workflow), catalog.get(BARE)
@@ -431,7 +441,7 @@ async def run_benchmark(workflow: str, runs: int, concurrency: int, latency_runs
         except ValidationError as exc:
             raise BenchSetupError(f"--input is not a valid {workflow} input: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as scratch:
-        async with own_steward(Path(scratch), cpu_workers) as (settings, processes):
+        async with own_steward(Path(scratch), cpu_workers, workers) as (settings, processes):
             client = await temporal_client.connect(settings)
             token = issue_token(settings.jwt_signing_secret(), PRINCIPAL, TOKEN_TTL)
             async with httpx.AsyncClient(
@@ -451,7 +461,7 @@ async def run_benchmark(workflow: str, runs: int, concurrency: int, latency_runs
                                            done_before=(warmup + latency_runs) * len(paths))
             retries = await count_retries(client, [latency, throughput])
         return BenchReport(workflow, concurrency, settings.cpu_workers or default_size(), latency, throughput, memory,
-                           retries, sample)
+                           retries, sample, workers)
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -467,12 +477,16 @@ def _check(label: str, value: float, target: float, at_least: bool) -> str:
     return f"  {label:<44}{value:>8.3f}  (target {sign} {target})  {_verdict(met)}"
 
 
+def _workers(report: BenchReport) -> str:
+    return "one worker" if report.workers == 1 else f"{report.workers} workers"
+
+
 def format_report(report: BenchReport) -> str:
     w = report.workflow
     lines = [
         f"steward bench: {w}{' with input ' + json.dumps(report.sample) if report.sample else ''}, on a Steward of "
-        f"its own (dev server, worker with {report.cpu_workers} CPU process(es), API; separate processes, temporary "
-        "data dir)",
+        f"its own (dev server, {_workers(report)} with {report.cpu_workers} CPU process(es) each, API; separate "
+        "processes, temporary data dir)",
         f"  api  = POST /v1/workflows/{w}/runs, then GET /v1/runs/{{id}}?wait={FOLLOW_WAIT_S} until it ends",
         "  raw  = client.execute_workflow with the API's id scheme, memo and search attributes",
     ]
@@ -504,7 +518,11 @@ def format_report(report: BenchReport) -> str:
                  f"{r.activity_timeouts + r.activity_failures + r.workflow_task_problems:>8}  (in {r.histories} "
                  f"histories: {r.activity_timeouts} activity timeouts, {r.activity_failures} activity failures, "
                  f"{r.workflow_task_problems} workflow task timeouts or failures)  {_verdict(r.clean)}")
-    lines += ["", "resident memory, MiB (worker includes its CPU pool and manager)",
+    if report.workers > 1:
+        lines.append(f"  {'every worker took part':<44}{len(r.workers_seen):>8}  (worker processes that completed "
+                     f"workflow tasks, of {report.workers})  {_verdict(len(r.workers_seen) == report.workers)}")
+    lines += ["", f"resident memory, MiB (worker: {'all ' if report.workers > 1 else ''}{_workers(report)} with "
+              "CPU pool and manager)",
               f"  {'after runs':>10}{'worker':>9}{'api':>8}{'server':>9}"]
     for m in report.memory:
         lines.append(f"  {m.runs:>10}{m.rss_mib['worker']:>9.1f}{m.rss_mib['api']:>8.1f}{m.rss_mib['server']:>9.1f}")
@@ -529,17 +547,19 @@ async def _stoppable(work: Awaitable[BenchReport]) -> BenchReport:
 
 
 def main(workflow: str = DEFAULT_WORKFLOW, runs: int = 200, concurrency: int = 50, latency_runs: int = 50,
-         warmup: int = 20, cpu_workers: int | None = None, sample: dict[str, Any] | None = None) -> int:
+         warmup: int = 20, cpu_workers: int | None = None, sample: dict[str, Any] | None = None,
+         workers: int = 1) -> int:
     """Run the benchmark and print its table; 0 once printed, 1 if it could not be set up."""
-    if runs < 1 or concurrency < 1 or latency_runs < 1 or warmup < 0:
-        print("steward bench: --runs, --concurrency and --latency-runs must be at least 1, --warmup at least 0",
+    if runs < 1 or concurrency < 1 or latency_runs < 1 or workers < 1 or warmup < 0:
+        print("steward bench: --runs, --concurrency, --latency-runs and --workers must be at least 1, --warmup at "
+              "least 0",
               file=sys.stderr)
         return 2
     configure_logging("warning", "bench")
     print(f"steward bench: starting a Steward of its own to run {workflow} ...", file=sys.stderr, flush=True)
     try:
         report = asyncio.run(_stoppable(run_benchmark(workflow, runs, concurrency, latency_runs, warmup, cpu_workers,
-                                                      sample)))
+                                                      sample, workers)))
     except BenchSetupError as exc:
         print(f"steward bench: {exc}", file=sys.stderr)
         return 1

@@ -757,7 +757,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(f"--input is not JSON: {exc}") from None
     return bench_main(workflow=args.workflow, runs=args.runs, concurrency=args.concurrency,
                       latency_runs=args.latency_runs, warmup=args.warmup, cpu_workers=args.cpu_workers,
-                      sample=sample)
+                      sample=sample, workers=args.workers)
 
 
 class _RetiredSecretFlag(argparse.Action):
@@ -920,7 +920,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=50, help="runs in flight per path (default 50)")
     bench.add_argument("--latency-runs", type=int, default=50, help="runs per path one at a time (default 50)")
     bench.add_argument("--warmup", type=int, default=20, help="unmeasured runs per path first (default 20)")
-    bench.add_argument("--cpu-workers", type=int, help="sets STEWARD_CPU_WORKERS for the measured worker")
+    bench.add_argument("--cpu-workers", type=int, help="sets STEWARD_CPU_WORKERS for each measured worker")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="worker processes on the same task queues, as on that many hosts (default 1)")
     bench.add_argument("--input", help="JSON input to run instead of the workflow's sample_input, e.g. "
                                        "'{\"local_activities\": true}' for steward-benchmark")
     bench.set_defaults(func=cmd_bench)

@@ -38,6 +38,16 @@ API_READY_NOTICE_S = 30.0
 API_STOP_TIMEOUT_S = 10.0
 SERVER_STOP_TIMEOUT_S = 20.0
 
+def _metrics_port_env(settings: Settings, n: int, ports: Sequence[int]) -> dict[str, str]:
+    """The n-th worker's metrics port, from `ports` or else the next ports up: two processes
+    cannot bind one."""
+    if n < len(ports):
+        return {"STEWARD_WORKER_METRICS_PORT": str(ports[n])}
+    if n == 0 or settings.worker_metrics_port is None:
+        return {}
+    return {"STEWARD_WORKER_METRICS_PORT": str(settings.worker_metrics_port + n)}
+
+
 @dataclass
 class Child:
     name: str
@@ -78,10 +88,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, output: IO[Any] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, output: IO[Any] | None = None, env: dict[str, str] | None = None,
+                 workers: int = 1, worker_metrics_ports: Sequence[int] = ()) -> None:
         """`output` takes every child's stdout and stderr (the benchmark keeps them in a file);
         by default they share the supervisor's. `env` is the children's environment (default:
-        this process's), from which they read their settings."""
+        this process's), from which they read their settings. `workers` worker processes poll the
+        same task queues, as workers on several hosts would (`steward bench --workers`)."""
         self.settings = settings
         env = dict(os.environ) if env is None else env
         self.stopping = asyncio.Event()
@@ -97,15 +109,23 @@ class Supervisor:
                 "temporal", dev_server_command(settings, codec_endpoint=codec_endpoint), SERVER_STOP_TIMEOUT_S,
                 env=env, stdout=output or sys.stderr, stderr=output,
             )
-        self.worker = Child("worker", [python, "-m", "steward", "worker"], settings.worker_grace_s + 10,
-                            env=env, stdout=output, stderr=output)
+        self.workers = [
+            Child("worker" if n == 0 else f"worker-{n + 1}", [python, "-m", "steward", "worker"],
+                  settings.worker_grace_s + 10, env=env | _metrics_port_env(settings, n, worker_metrics_ports),
+                  stdout=output, stderr=output)
+            for n in range(workers)
+        ]
         self.api = Child("api", [python, "-m", "steward", "api"], API_STOP_TIMEOUT_S,
                          env=env, stdout=output, stderr=output)
         self._watchers: list[asyncio.Task[None]] = []
 
     @property
+    def worker(self) -> Child:
+        return self.workers[0]
+
+    @property
     def children(self) -> list[Child]:
-        return [c for c in (self.server, self.worker, self.api) if c is not None]
+        return [c for c in (self.server, *self.workers, self.api) if c is not None]
 
     async def _keep_running(self, child: Child) -> None:
         backoff = RESTART_BACKOFF_INITIAL_S
@@ -166,7 +186,8 @@ class Supervisor:
                     # Our own server not answering in two minutes will not fix itself: say so and stop.
                     log.error("Temporal dev server did not start; stopping", timeout_s=SERVER_READY_TIMEOUT_S)
                     return 1
-            await self._start(self.worker)
+            for worker in self.workers:
+                await self._start(worker)
             await self._start(self.api)
             # The API is ready once Temporal answers it; with an external cluster that may take a
             # while, and the children keep retrying, so keep waiting (and saying so) until then.
@@ -197,7 +218,8 @@ class Supervisor:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
         # Reverse dependency order: nothing new comes in, work in hand finishes, then the server.
-        for child in (self.api, self.worker, self.server):
-            if child is not None:
-                await child.stop()
+        await self.api.stop()
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+        if self.server is not None:
+            await self.server.stop()
         log.info("steward stopped")
