@@ -2,12 +2,13 @@
 # `docker run IMAGE worker` runs a worker. docker-compose.yml runs both from this image.
 
 # Build the project's wheel apart, so the final image holds neither the source nor build tools.
-FROM python:3.11-slim AS wheel
+# One pinned base for both stages: the same interpreter and Debian release on every build.
+FROM python:3.11.13-slim-bookworm AS wheel
 WORKDIR /src
 COPY . .
 RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM python:3.11.13-slim-bookworm
 
 # Inside a container loopback is unreachable from outside, so the API listens on every interface.
 ENV PYTHONDONTWRITEBYTECODE=1 \

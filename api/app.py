@@ -155,14 +155,23 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
 KEEP_ALIVE_S = 75
 
 
-def serve(settings: Settings) -> None:
-    rbac.check_startup(settings)  # fail here, so `steward api` prints one line and exits 2
-    uvicorn.run(
-        create_app(settings),
+def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+    """How uvicorn serves the API, in `steward api` and in the suite alike."""
+    return uvicorn.Config(
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # our JSON logging is already configured
         access_log=False,  # AccessLog writes the access log
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_S,
+        # Behind a reverse proxy the peer is the proxy: the client's address (per-address limits)
+        # and scheme come from its X-Forwarded-* headers, from the proxies named here only.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+
+
+def serve(settings: Settings) -> None:
+    rbac.check_startup(settings)  # fail here, so `steward api` prints one line and exits 2
+    uvicorn.Server(server_config(settings, create_app(settings))).run()

@@ -109,7 +109,7 @@ async def principal_from_token(request: Request, token: str) -> Principal:
     the credential from somewhere other than the Authorization header (the /codec session)."""
     try:
         if apikeys.looks_like_key(token):
-            principal = apikeys.store(request.app.state.settings.data_dir).verify(token)
+            principal = apikeys.store(request.app.state.settings.api_keys_path).verify(token)
         else:
             principal = await _token_verifier(request.app).verify(token)
     except InvalidToken as exc:

@@ -2,7 +2,7 @@
 
 A key looks like `stw_<id>_<secret>` and is sent as `Authorization: Bearer <key>`, like a JWT.
 The id finds the record without scanning; the secret is 32 random bytes. Only a hash of the key
-is stored, in `<data_dir>/api-keys.json` (mode 0600), with the key's name, roles, tenant and
+is stored, in `<data_dir>/api-keys.json` or STEWARD_API_KEYS_FILE (mode 0600), with the key's name, roles, tenant and
 dates: the file lets you list and revoke keys, never use them. `steward apikey create` prints
 the key once. docs/security.md is the reference.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from steward.identity import IDENTIFIER_PATTERN, InvalidToken, Principal
-from steward.settings import SECRET_FILE_MODE
+from steward.settings import API_KEYS_FILE, SECRET_FILE_MODE
 
 PREFIX = "stw_"
-KEYS_FILE = "api-keys.json"
+KEYS_FILE = API_KEYS_FILE
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _KEY = re.compile(r"^stw_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -71,18 +71,19 @@ def looks_like_key(token: str) -> bool:
 
 
 @cache
-def store(data_dir: Path) -> ApiKeyStore:
-    """One store per data dir and process, so its read cache serves every request."""
-    return ApiKeyStore(data_dir)
+def store(path: Path) -> ApiKeyStore:
+    """One store per keys file and process, so its read cache serves every request."""
+    return ApiKeyStore(path)
 
 
 class ApiKeyStore:
-    """The keys file of one data dir. Reads are cached by the file's stat, so a request costs a
-    stat() rather than a parse, and a revocation by another process counts from its next request."""
+    """One keys file (Settings.api_keys_path). Reads are cached by the file's stat, so a request
+    costs a stat() rather than a parse, and a revocation by another process, or on another host
+    sharing the file, counts from its next request."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / KEYS_FILE
-        self._lock_path = data_dir / (KEYS_FILE + ".lock")
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
         self._cached: tuple[tuple[int, int, int], dict[str, ApiKeyRecord]] | None = None
 
     # --- verifying a presented key ------------------------------------------------------------
@@ -156,7 +157,7 @@ class ApiKeyStore:
             os.close(fd)  # releases the lock
 
     def _write(self, document: KeysFile) -> None:
-        tmp = self.path.with_name(f".{KEYS_FILE}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)  # a leftover could have another mode; O_EXCL creates ours
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
         with os.fdopen(fd, "w") as f:

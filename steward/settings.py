@@ -24,6 +24,7 @@ from steward.files import create_once
 JWT_SECRET_FILE = "jwt-secret"
 WEBHOOK_SECRET_FILE = "webhook-secret"
 AUDIT_SIGNING_KEY_FILE = "audit-signing-key"
+API_KEYS_FILE = "api-keys.json"
 # A secret file readable by anyone else on the machine is no secret.
 SECRET_FILE_MODE = 0o600
 
@@ -58,6 +59,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".steward"), description="Where runtime state lives.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the API believes: comma-separated "
+                    "addresses or networks (CIDR), '*' for any. The client address limits per-address routes.")
     worker_metrics_port: int | None = Field(
         9464, ge=1, le=65535,
         description="The worker's Prometheus /metrics (the Temporal SDK's and Steward's business metrics), "
@@ -118,6 +123,9 @@ class Settings(BaseSettings):
     audit_signing_key_file: Path | None = Field(
         None, description="The Ed25519 key (PEM, mode 0600) that signs the audit log's heads; made on first use. "
                           "Default: audit-signing-key in the data dir.")
+    api_keys_file: Path | None = Field(
+        None, description="The API keys' file (hashes only, mode 0600): every API host must read the same one, on a "
+                          "shared volume. Default: api-keys.json in the data dir.")
     s3_audit_lock_days: int | None = Field(None, ge=1, le=36500, description="Object lock (compliance mode) on "
                                            "every audit entry for this many days; the bucket needs object lock.")
     worker_grace_s: float = Field(
@@ -279,6 +287,10 @@ class Settings(BaseSettings):
     def audit_dir(self) -> Path:
         """The audit log: per tenant, hash-chained entries and signed chain heads (activities/audit/)."""
         return self.data_dir / "audit"
+
+    @property
+    def api_keys_path(self) -> Path:
+        return self.api_keys_file or self.data_dir / API_KEYS_FILE
 
     @property
     def audit_signing_key_path(self) -> Path:

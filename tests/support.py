@@ -15,7 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from temporalio.client import Client
 
-from api.app import KEEP_ALIVE_S, create_app
+from api.app import KEEP_ALIVE_S, create_app, server_config
 from steward.settings import Settings
 from steward import runtime
 from workers.worker import hosting, run_workers
@@ -67,10 +67,12 @@ async def wait_for_run(http: httpx.AsyncClient, run_id: str, headers: dict[str, 
 
 
 @asynccontextmanager
-async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "off") -> AsyncIterator[str]:
-    """Any ASGI app served by uvicorn over real HTTP on `port`, in this process and event loop."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan,
-                            timeout_keep_alive=KEEP_ALIVE_S)
+async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "off",
+                     config: uvicorn.Config | None = None) -> AsyncIterator[str]:
+    """Any ASGI app served by uvicorn over real HTTP on `port` (or as `config` says), in this
+    process and event loop."""
+    config = config or uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                      lifespan=lifespan, timeout_keep_alive=KEEP_ALIVE_S)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -86,8 +88,9 @@ async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "off") -> Async
 
 @asynccontextmanager
 async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
-    """The real Steward app on settings.api_port."""
-    async with serve_asgi(create_app(settings, client=client), settings.api_port, lifespan="on") as url:
+    """The real Steward app on settings.api_port, served as `steward api` serves it."""
+    config = server_config(settings.model_copy(update={"api_host": "127.0.0.1"}), create_app(settings, client=client))
+    async with serve_asgi(config.app, settings.api_port, config=config) as url:
         yield url
 
 

@@ -117,9 +117,28 @@ def test_revoking_an_unknown_key_exits_2(tmp_path):
 
 
 def test_store_sees_a_revocation_made_by_another_process(tmp_path, tenant):
-    store = ApiKeyStore(tmp_path)
+    store = ApiKeyStore(tmp_path / KEYS_FILE)
     key = create_key(tmp_path, "ci", "operator", tenant)
     assert store.verify(key).sub == "apikey:ci"
     assert steward(tmp_path, "apikey", "revoke", "ci").returncode == 0
     with pytest.raises(InvalidToken, match="revoked"):
         store.verify(key)
+
+
+async def test_apis_with_data_dirs_of_their_own_share_the_keys_file_named_in_settings(settings, client, worker,
+                                                                                       tmp_path, tenant):
+    # Two API hosts, each with its own data dir, and one keys file on a volume both mount.
+    shared = tmp_path / "shared" / "api-keys.json"
+    result = subprocess.run([sys.executable, "-m", "steward", "apikey", "create", "--name", "ci", "--role", "operator",
+                             "--tenant", tenant], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "STEWARD_DATA_DIR": str(tmp_path / "cli"),
+                                 "STEWARD_API_KEYS_FILE": str(shared)})
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    watch("an API key", key)
+    assert shared.exists() and not (tmp_path / "cli" / "api-keys.json").exists()
+    for host in ("a", "b"):
+        own = settings.model_copy(update={"api_port": free_port(), "data_dir": tmp_path / host,
+                                          "api_keys_file": shared})
+        async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            assert (await http.get("/v1/runs", headers=bearer(key))).status_code == 200, host

@@ -7,6 +7,7 @@ lacks, an image that moves under us, a worker that cannot be scaled.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -24,6 +25,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 SETUP_SERVICE = "temporal-setup"
 STEWARD_SERVICES = ("api", "worker")
+PROXY = "api-proxy"
+COLLECTOR = "otel-collector"
 SETTINGS_VARIABLES = {f"STEWARD_{name.upper()}" for name in Settings.model_fields}
 SECRET_VARIABLES = ("STEWARD_JWT_SECRET", "STEWARD_ENCRYPTION_KEYS", "STEWARD_NOTIFY_WEBHOOK_SECRET",
                     "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "MINIO_ROOT_PASSWORD",
@@ -154,12 +157,80 @@ def test_secret_is_required_from_the_environment_not_written_in_the_file(service
     assert not literal, f"{variable} must be a required ${{{variable}:?...}} reference, not {literal}"
 
 
-def test_api_publishes_port_8000_and_listens_beyond_loopback(services: dict) -> None:
+def test_api_replicas_listen_beyond_loopback_and_only_the_proxy_is_published(services: dict) -> None:
     api = services["api"]
-    assert (8000, 8000) in published_ports(api)
+    assert not api.get("ports"), "replicas would collide on a published port; the proxy publishes"
+    assert "container_name" not in api
+    assert api["deploy"]["replicas"] >= 2
     env = environment(api)
     assert env["STEWARD_API_HOST"] == "0.0.0.0"
     assert int(env.get("STEWARD_API_PORT", Settings.model_fields["api_port"].default)) == 8000
+    assert (8000, 8000) in published_ports(services[PROXY])
+
+
+def test_the_proxy_spreads_requests_over_every_api_replica_and_streams_events(services: dict) -> None:
+    conf = mounted_host_path(services[PROXY], "/etc/nginx/conf.d/default.conf").read_text()
+    upstream = re.search(r"upstream (\w+) \{(.*?)\}", conf, re.S)
+    assert upstream, "no upstream block"
+    # `resolve` re-reads every replica's address from Docker's DNS as replicas come and go.
+    assert re.search(r"server api:8000 [^;]*\bresolve\b", upstream.group(2))
+    assert "resolver 127.0.0.11" in conf
+    assert f"proxy_pass http://{upstream.group(1)};" in conf
+    assert "proxy_buffering off;" in conf  # event streams leave as they happen
+    read_timeout = re.search(r"proxy_read_timeout (\w+);", conf).group(1)
+    assert seconds(read_timeout) > Settings.model_fields["events_heartbeat_s"].default
+    # The client's address is the proxy's own view of it, never a header the client sent.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+    assert services[PROXY]["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_the_api_trusts_forwarded_headers_from_the_proxy_alone(compose: dict, services: dict) -> None:
+    proxy_address = services[PROXY]["networks"]["default"]["ipv4_address"]
+    assert environment(services["api"])["STEWARD_FORWARDED_ALLOW_IPS"] == proxy_address
+    (network,) = compose["networks"]["default"]["ipam"]["config"]
+    address = ipaddress.ip_address(proxy_address)
+    assert address in ipaddress.ip_network(network["subnet"])
+    # Docker hands out addresses from ip_range only, so no other container can take the proxy's.
+    assert address not in ipaddress.ip_network(network["ip_range"])
+
+
+def test_traces_and_every_workers_metrics_reach_the_collector(compose: dict, services: dict) -> None:
+    config = yaml.safe_load(mounted_host_path(services[COLLECTOR], "/etc/otelcol/config.yaml").read_text())
+    endpoint = re.fullmatch(r"\$\{OTEL_EXPORTER_OTLP_ENDPOINT-(.+)\}",
+                            compose["x-steward-env"]["OTEL_EXPORTER_OTLP_ENDPOINT"]).group(1)
+    assert endpoint == f"http://{COLLECTOR}:{config['receivers']['otlp']['protocols']['http']['endpoint'].split(':')[-1]}"
+    (scrape,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    (discovery,) = scrape["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["type"] == "A"  # every replica, not one
+    worker_port = Settings.model_fields["worker_metrics_port"].default
+    assert discovery["port"] == int(environment(services["worker"]).get("STEWARD_WORKER_METRICS_PORT", worker_port))
+    assert environment(services["worker"])["STEWARD_WORKER_METRICS_HOST"] == "0.0.0.0"
+    for name, pipeline in config["service"]["pipelines"].items():
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(config[kind]), f"{name} uses an undefined {kind[:-1]}"
+
+
+# Services with nothing inside to probe with (no shell, no HTTP client), named with why.
+UNPROBED = {COLLECTOR: "distroless image; health_check extension on :13133",
+            "temporal-ui": "nothing depends on it; no probe tool in the image"}
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict) -> None:
+    one_shot = {name for name, s in services.items() if s.get("restart") is None}
+    missing = sorted(set(services) - one_shot - set(UNPROBED) - {n for n, s in services.items() if "healthcheck" in s})
+    assert not missing, f"no healthcheck: {missing}"
+
+
+def test_every_image_we_run_is_one_that_runs_as_a_non_root_user(services: dict) -> None:
+    # Official images of databases drop privileges themselves; these are the ones we chose for it.
+    assert services[PROXY]["image"].startswith("nginxinc/nginx-unprivileged:")
+    assert services[COLLECTOR]["image"].startswith("otel/opentelemetry-collector:")  # uid 10001
+
+
+def test_the_dockerfile_pins_one_base_image_to_a_patch_release() -> None:
+    bases = re.findall(r"^FROM (\S+)", DOCKERFILE.read_text(), re.M)
+    assert len(set(bases)) == 1, f"stages on different bases: {bases}"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), f"{bases[0]} moves under us"
 
 
 def test_api_healthcheck_probes_readiness_on_the_api_port(services: dict) -> None:

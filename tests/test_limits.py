@@ -82,7 +82,7 @@ def limited_api(settings: Settings, client: Client, worker: None) -> LimitedApi:
     """`async with limited_api(rate_limit_per_minute=3) as http`: an app of its own with those limits."""
 
     @asynccontextmanager
-    async def serve(**limits: int) -> AsyncIterator[httpx.AsyncClient]:
+    async def serve(**limits: int | str) -> AsyncIterator[httpx.AsyncClient]:
         own = settings.model_copy(update={"api_port": free_port(), **limits})
         async with serve_api(own, client) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
             yield http
@@ -212,3 +212,16 @@ async def test_activation_links_are_limited_per_client_address(limited_api):
         refused = await http.post("/v1/activations/not-a-token")
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
         assert refused.headers["Retry-After"]
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["behind-a-trusted-proxy", "from-an-untrusted-peer"])
+async def test_the_client_address_comes_from_x_forwarded_for_only_when_the_proxy_is_trusted(limited_api, trusted):
+    """Behind the compose file's reverse proxy every request arrives from the proxy: trusted, the
+    proxy's X-Forwarded-For tells clients apart; untrusted, a client cannot pick its own address."""
+    async with limited_api(rate_limit_per_minute=2, forwarded_allow_ips="127.0.0.1" if trusted else "192.0.2.1") as http:
+        first = {"X-Forwarded-For": "203.0.113.7"}
+        for _ in range(2):
+            assert (await http.post("/v1/activations/not-a-token", headers=first)).status_code == 404
+        assert (await http.post("/v1/activations/not-a-token", headers=first)).status_code == 429
+        other = await http.post("/v1/activations/not-a-token", headers={"X-Forwarded-For": "203.0.113.8"})
+        assert other.status_code == (404 if trusted else 429)

@@ -187,7 +187,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _api_key_store(args: argparse.Namespace):  # -> ApiKeyStore
     from steward.apikeys import store
 
-    return store(_settings(args).data_dir)
+    return store(_settings(args).api_keys_path)
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
