@@ -79,7 +79,9 @@ class RunSummary(BaseModel):
 
 
 class RunDetail(RunSummary):
-    callback_url: str | None = None
+    callback_url: str | None = Field(
+        None, description="Where the run's end is posted, with any userinfo, query string and fragment shown as "
+                          "REDACTED: they may hold credentials.")
     definition_sha256: str | None = Field(None, description="A declarative run: the SHA-256 of the definition "
                                                             "it runs, as it was when the run started.")
     schedule: str | None = Field(None, description="The schedule that started the run (GET /v1/schedules/{name}).")

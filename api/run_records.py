@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from temporalio.client import (
     Client,
@@ -145,7 +146,7 @@ async def detail_of(
             description = await handle.describe()  # the closed run's status, stage and times
     detail = RunDetail(**summary_of(description).model_dump())
     memo = await description.memo()
-    detail.callback_url = memo.get("callback_url")
+    detail.callback_url = redacted_url(memo["callback_url"]) if memo.get("callback_url") else None
     detail.definition_sha256 = memo.get("definition_sha256")
     detail.schedule = (memo.get("schedule") or {}).get("name")
     if memo.get(LLM_MEMO_KEY) is not None:
@@ -179,3 +180,18 @@ def visibility_query(tenant: str, workflow: str | None, status: RunStatus | None
     elif status is not None:
         clauses.append(f"ExecutionStatus = '{_VISIBILITY_STATUS[status]}'")
     return " AND ".join(clauses)
+
+
+REDACTED = "REDACTED"
+
+
+def redacted_url(url: str) -> str:
+    """`url` as a response may show it: its userinfo, query and fragment can carry credentials
+    (`?token=`, `user:password@`), so each is replaced by REDACTED; scheme, host, port and path stay."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = (f"{REDACTED}@" if "@" in parts.netloc else "") + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, REDACTED if parts.query else "",
+                       REDACTED if parts.fragment else ""))

@@ -2,7 +2,8 @@
 
 The browser is never downloaded (`playwright install` cannot reach its CDN from here): it is the
 `chromium` package from apt, which tests/install-debian.sh installs during `make test`. Where it
-is missing, tests that use these fixtures skip and say how to get it.
+is missing, tests that use these fixtures skip and say how to get it, except under CI=true, where
+they fail: make test installs it there, and a green run without its browser tests proves nothing.
 
 These fixtures live outside conftest.py, so a test module opts in with
 
@@ -21,6 +22,8 @@ from contextlib import asynccontextmanager
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from tests.support import missing
+
 # Root in a container without user namespaces (so no sandbox) and without a GPU or a large
 # /dev/shm; the network is closed, so Chromium must not try to phone home for updates or sync.
 CHROMIUM_ARGS = [
@@ -35,6 +38,9 @@ CHROMIUM_ARGS = [
 ]
 
 
+CHROMIUM_MISSING = "chromium is not installed: apt-get install chromium (make test does it as root)"
+
+
 def chromium_path() -> str | None:
     return shutil.which("chromium")
 
@@ -44,7 +50,7 @@ async def open_browser() -> AsyncIterator[Browser]:
     """Headless chromium with a throwaway profile; closed, with Playwright's driver, on exit."""
     executable = chromium_path()
     if executable is None:
-        pytest.skip("chromium is not installed: apt-get install chromium (make test does it as root)")
+        missing(CHROMIUM_MISSING)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         try:

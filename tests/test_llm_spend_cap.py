@@ -144,10 +144,8 @@ async def test_compliance_review_charges_its_own_tenant(fake_llm, tmp_path, http
 @pytest.fixture(scope="module")
 def redis_for_spend(tmp_path_factory: pytest.TempPathFactory):
     from tests.support import free_port
-    from tests.test_rate_limits_redis import REDIS_SERVER, needs_redis, running_redis
+    from tests.test_rate_limits_redis import running_redis
 
-    if REDIS_SERVER is None:
-        pytest.skip(needs_redis.kwargs["reason"])
     with running_redis(free_port(), tmp_path_factory.mktemp("redis-spend")) as url:
         yield url
 

@@ -239,6 +239,7 @@ async def test_a_paused_subscription_logs_events_as_skipped_and_sends_nothing(ht
 async def test_a_runs_callback_url_hears_its_end_on_the_same_machinery(http, auth, receiver, settings):
     run_id = await start(http, auth, {**CLEARED, "callback_url": f"{receiver.url}/done?token=abc"})
     run = await wait_for_run(http, run_id, auth())
+    assert run["callback_url"] == f"{receiver.url}/done?REDACTED"  # the token is the receiver's credential
     await eventually(lambda: _received(receiver, 1), "the callback")
     await asyncio.sleep(0.5)
     (request,) = receiver.requests  # the end only
@@ -331,3 +332,15 @@ async def test_a_worker_killed_during_a_delivery_loses_nothing(tmp_path):
     assert len(steward.child_pids("worker")) == 2
     for request in receiver.requests:
         Webhook(secret).verify(request.body, request.headers)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:s3cret@hooks.example.com/ci/done?token=abc#frag",
+     "https://REDACTED@hooks.example.com/ci/done?REDACTED#REDACTED"),
+    ("https://hooks.example.com:8443/done", "https://hooks.example.com:8443/done"),
+    ("http://[2001:db8::1]:9000/x?sig=1", "http://[2001:db8::1]:9000/x?REDACTED"),
+])
+def test_a_runs_callback_url_is_shown_without_its_credentials(url, shown):
+    from api.run_records import redacted_url
+
+    assert redacted_url(url) == shown

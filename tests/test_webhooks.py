@@ -374,3 +374,26 @@ async def test_the_connection_goes_to_the_checked_address(receiver, use_settings
     (sent,) = receiver.requests
     assert sent.headers["host"] == f"rebind.example:{port}" and sent.query == "x=1"
     receiver.verified()
+
+
+async def test_each_checked_address_is_tried_in_turn_until_one_accepts_the_connection(receiver, use_settings,
+                                                                                     monkeypatch):
+    # The receiver listens on 127.0.0.1 only: 127.0.0.3 (loopback too, so allowed here) refuses.
+    async def first_refuses(host, port):
+        return [webhook.ipaddress.ip_address("127.0.0.3"), webhook.ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(webhook, "_resolve", first_refuses)
+    port = receiver.url.rsplit(":", 1)[1].split("/")[0]
+    result = await deliver(f"http://two-nodes.example:{port}/hooks")
+    assert result.delivered
+    (sent,) = receiver.requests  # sent once, to the address that took it
+    assert sent.headers["host"] == f"two-nodes.example:{port}"
+
+
+async def test_a_target_whose_every_address_refuses_is_unavailable_and_retried(use_settings, monkeypatch):
+    async def none_listening(host, port):
+        return [webhook.ipaddress.ip_address("127.0.0.3"), webhook.ipaddress.ip_address("127.0.0.4")]
+
+    monkeypatch.setattr(webhook, "_resolve", none_listening)
+    error = await refusal(f"http://nobody.example:{free_port()}/hooks")
+    assert error.type == "WebhookUnavailable" and not error.non_retryable

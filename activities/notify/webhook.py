@@ -163,10 +163,10 @@ async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddre
     return list(dict.fromkeys(addresses))
 
 
-async def checked_destination(url: str, host: str | None, allow_private: bool) -> tuple[httpx.URL, str, str]:
-    """The URL to connect to (the target's, with its host replaced by a checked address), the
-    Host header and the TLS server name that keep the request addressed to the original host.
-    Raises when the target is refused.
+async def checked_destination(url: str, host: str | None, allow_private: bool) -> tuple[list[httpx.URL], str, str]:
+    """The URLs to connect to (the target's, with its host replaced by each checked address, in
+    the resolver's order), the Host header and the TLS server name that keep the request
+    addressed to the original host. Raises when the target is refused.
 
     DNS rebinding: checking a name and then letting the HTTP client resolve it again leaves a
     window in which the name can start pointing inside. So the request goes to the very address
@@ -202,7 +202,7 @@ async def checked_destination(url: str, host: str | None, allow_private: bool) -
         for ip in addresses:
             if (kind := _forbidden_kind(ip)) is not None:
                 raise forbidden(f"the webhook host resolves to a {kind} address")
-    pinned = parsed.copy_with(host=str(addresses[0]))
+    pinned = [parsed.copy_with(host=str(address)) for address in dict.fromkeys(addresses)]
     return pinned, parsed.netloc.decode("ascii"), name
 
 
@@ -240,37 +240,47 @@ class Answer:
 
 async def send_checked(method: str, url: str, *, content: bytes | None, headers: dict[str, str], allow_private: bool,
                        read_limit: int = 0, unavailable: str = WEBHOOK_UNAVAILABLE) -> Answer:
-    """One request through the SSRF guard (`checked_destination`): to the very address checked,
-    never redirected, never through a proxy. The answer's body is read only up to `read_limit`
-    bytes (0: not at all; an answer past the limit reads as empty). Raises the guard's refusal, or
+    """One request through the SSRF guard (`checked_destination`): to an address checked, never
+    redirected, never through a proxy. The addresses are tried in turn while they refuse the
+    connection (a host with an IPv6 address this network cannot route, a load balancer with one
+    node down); once one accepts it, its answer or failure stands, since a request that may have
+    arrived is never sent twice. The answer's body is read only up to `read_limit` bytes (0: not
+    at all; an answer past the limit reads as empty). Raises the guard's refusal, or
     `unavailable` when nothing answered."""
     host = target_host(url)
     try:
-        destination, host_header, server_name = await checked_destination(url, host, allow_private)
+        destinations, host_header, server_name = await checked_destination(url, host, allow_private)
     except ApplicationError as err:
         log.warning("target refused", target_host=host, error_type=err.type, reason=err.message)
         raise
-    extensions = {"sni_hostname": server_name} if destination.scheme == "https" else {}
-    try:
-        # trust_env=False: an HTTP(S)_PROXY would resolve the name again on its side, out of
-        # the guard's sight. follow_redirects=False: see _outcome_error.
-        async with (
-            httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client,
-            client.stream(method, destination, content=content, headers={**headers, "host": host_header},
-                          extensions=extensions) as response,
-        ):
-            body = b""
-            if read_limit:
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > read_limit:
-                        body = b""
-                        break
-            return Answer(response.status_code, response.headers, body)
-    except httpx.TimeoutException:
-        error = _failure(f"the receiver at {host} timed out", unavailable, host)
-    except httpx.TransportError:
-        error = _failure(f"the receiver at {host} is unreachable", unavailable, host)
+    extensions = {"sni_hostname": server_name} if destinations[0].scheme == "https" else {}
+    # trust_env=False: an HTTP(S)_PROXY would resolve the name again on its side, out of the
+    # guard's sight. follow_redirects=False: see _outcome_error.
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False) as client:
+        for n, destination in enumerate(destinations, start=1):
+            try:
+                async with client.stream(method, destination, content=content,
+                                         headers={**headers, "host": host_header}, extensions=extensions) as response:
+                    body = b""
+                    if read_limit:
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > read_limit:
+                                body = b""
+                                break
+                    return Answer(response.status_code, response.headers, body)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                # Nothing was sent: the next address may take it.
+                if n < len(destinations):
+                    log.info("address refused the connection; trying the next", target_host=host, tried=n,
+                             addresses=len(destinations))
+                    continue
+                error = _failure(f"the receiver at {host} is unreachable", unavailable, host)
+            except httpx.TimeoutException:
+                error = _failure(f"the receiver at {host} timed out", unavailable, host)
+            except httpx.TransportError:
+                error = _failure(f"the receiver at {host} is unreachable", unavailable, host)
+            break
     log.warning("request not answered", target_host=host, error_type=error.type, reason=error.message)
     raise error
 
