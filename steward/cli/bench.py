@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from temporalio.api.enums.v1 import TimeoutType, WorkflowTaskFailedCause
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.envconfig import ClientConfigProfile
@@ -127,6 +128,9 @@ class Retries:
     activity_timeouts: int = 0  # an attempt cancelled by its start-to-close (or heartbeat) timeout
     activity_failures: int = 0  # an attempt that raised and was retried
     workflow_task_problems: int = 0  # workflow tasks that timed out or failed (a starved worker)
+    # Why, by timeout type (SCHEDULE_TO_START: it waited on a busy worker's sticky queue, then went
+    # to another; START_TO_CLOSE: a worker took it and did not finish in time) or failure cause.
+    workflow_task_causes: dict[str, int] = field(default_factory=dict)
     # The worker identities (pid@host) that completed workflow tasks: with --workers, all of them.
     workers_seen: set[str] = field(default_factory=set)
 
@@ -319,7 +323,14 @@ async def count_retries(client: Client, results: list[dict[str, PathResult]]) ->
         for event in history.events:
             if event.HasField("workflow_task_completed_event_attributes"):
                 retries.workers_seen.add(event.workflow_task_completed_event_attributes.identity)
-            problem = _PROBLEM_EVENTS.get(event.WhichOneof("attributes") or "")
+            kind = event.WhichOneof("attributes") or ""
+            problem = _PROBLEM_EVENTS.get(kind)
+            if problem == "workflow_task_problems":
+                cause = (TimeoutType.Name(event.workflow_task_timed_out_event_attributes.timeout_type)
+                         if kind == "workflow_task_timed_out_event_attributes" else
+                         WorkflowTaskFailedCause.Name(event.workflow_task_failed_event_attributes.cause))
+                cause = cause.removeprefix("TIMEOUT_TYPE_").removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+                retries.workflow_task_causes[cause] = retries.workflow_task_causes.get(cause, 0) + 1
             if problem:
                 setattr(retries, problem, getattr(retries, problem) + 1)
 
@@ -485,8 +496,8 @@ def format_report(report: BenchReport) -> str:
     w = report.workflow
     lines = [
         f"steward bench: {w}{' with input ' + json.dumps(report.sample) if report.sample else ''}, on a Steward of "
-        f"its own (dev server, {_workers(report)} with {report.cpu_workers} CPU process(es) each, API; separate "
-        "processes, temporary data dir)",
+        f"its own (dev server, {_workers(report)} with {report.cpu_workers} CPU process(es)"
+        f"{' each' if report.workers > 1 else ''}, API; separate processes, temporary data dir)",
         f"  api  = POST /v1/workflows/{w}/runs, then GET /v1/runs/{{id}}?wait={FOLLOW_WAIT_S} until it ends",
         "  raw  = client.execute_workflow with the API's id scheme, memo and search attributes",
     ]
@@ -518,6 +529,9 @@ def format_report(report: BenchReport) -> str:
                  f"{r.activity_timeouts + r.activity_failures + r.workflow_task_problems:>8}  (in {r.histories} "
                  f"histories: {r.activity_timeouts} activity timeouts, {r.activity_failures} activity failures, "
                  f"{r.workflow_task_problems} workflow task timeouts or failures)  {_verdict(r.clean)}")
+    if r.workflow_task_causes:
+        lines.append(f"  {'':<44}{'':>8}  workflow task problems by cause: "
+                     + ", ".join(f"{cause} {count}" for cause, count in sorted(r.workflow_task_causes.items())))
     if report.workers > 1:
         lines.append(f"  {'every worker took part':<44}{len(r.workers_seen):>8}  (worker processes that completed "
                      f"workflow tasks, of {report.workers})  {_verdict(len(r.workers_seen) == report.workers)}")
