@@ -26,7 +26,7 @@ from api.log_paths import loggable_path
 from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import (
-    actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, metrics, runs,
+    actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, me, metrics, runs,
     schedules, schemas, subscriptions, workflows,
 )
 from policies import rbac
@@ -123,6 +123,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     # One limiter for the whole API: /v1 routers count through it, /codec after its own sign-in.
     app.state.rate_limit = PrincipalRateLimit(app.state.rate_limits, settings.rate_limit_per_minute)
     v1_limits = v1_rate_limit(app.state.rate_limit)
+    app.include_router(me.router, dependencies=v1_limits)
     app.include_router(workflows.router, dependencies=v1_limits)
     app.include_router(runs.router, dependencies=v1_limits)
     app.include_router(schedules.router, dependencies=v1_limits)

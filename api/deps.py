@@ -24,6 +24,7 @@ from api.metrics import ApiMetrics
 from api.paging import PageTokens
 from policies import rbac
 from steward import apikeys
+from steward.claims import ClaimMapping, ClaimsRefused
 from steward.identity import InvalidToken, JwksKeys, Principal, TokenVerifier
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -89,7 +90,7 @@ def _token_verifier(app: FastAPI) -> TokenVerifier:
         jwks = JwksKeys(settings.jwks_url, settings.jwks_cache_s) if settings.jwks_url else None
         verifier = app.state.token_verifier = TokenVerifier(
             app.state.jwt_secret, jwks=jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-            leeway_s=settings.jwt_leeway_s,
+            leeway_s=settings.jwt_leeway_s, mapping=ClaimMapping.from_settings(settings),
         )
     return verifier
 
@@ -114,6 +115,16 @@ async def principal_from_token(request: Request, token: str) -> Principal:
             principal = await _token_verifier(request.app).verify(token)
     except InvalidToken as exc:
         raise ApiError(401, "unauthenticated", str(exc), headers=_CHALLENGE) from None
+    except ClaimsRefused as exc:
+        # Authenticated, so not a 401: the token is good but does not say who the caller is here.
+        log.info("token refused: incomplete identity", claim=exc.claim)
+        raise ApiError(403, "forbidden", str(exc), {"claim": exc.claim}) from None
+    settings: Settings = request.app.state.settings
+    policy = rbac.load(settings.rbac_policy)
+    if not any(role in policy.roles for role in principal.roles):
+        log.info("token refused: no known role", roles=list(principal.roles)[:10])
+        raise ApiError(403, "forbidden", "the token names no role Steward knows "
+                       f"({', '.join(sorted(policy.roles))})", {"claim": settings.jwt_roles_claim})
     structlog.contextvars.bind_contextvars(principal=principal.sub, tenant=principal.tenant)
     return principal
 

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from policies.loader import POLICY_DIR, load_policy, policy_error
+from policies.loader import POLICY_DIR, PolicyError, load_policy, policy_error
 from steward.logs import get_logger
 
 if TYPE_CHECKING:
@@ -117,6 +117,11 @@ def load(path: Path | None = None) -> RbacPolicy:
 def check_startup(settings: Settings) -> RbacPolicy:
     """Load the configured policy now, so a broken one stops start-up naming file, line and problem."""
     policy = load(settings.rbac_policy)
+    # A role map naming a role the policy lacks is a typo that would refuse every such caller.
+    unknown = sorted({role for roles in (settings.jwt_role_map or {}).values() for role in roles} - set(policy.roles))
+    if unknown:
+        raise PolicyError(f"STEWARD_JWT_ROLE_MAP maps to roles the RBAC policy does not have: {', '.join(unknown)} "
+                          f"(it has {', '.join(sorted(policy.roles))})")
     log.info("rbac policy loaded", policy=str(settings.rbac_policy or DEFAULT_POLICY), roles=sorted(policy.roles))
     return policy
 

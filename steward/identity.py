@@ -22,6 +22,7 @@ from typing import Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
+from steward.claims import DEFAULT_MAPPING, SUBJECT_PATTERN, TENANT_PATTERN, ClaimMapping
 from steward.logs import get_logger
 
 ALGORITHM = "HS256"
@@ -42,9 +43,8 @@ JWKS_FAILURE_BACKOFF_S = 5.0
 # The roles Steward's default policy knows; `make up` prints a dev token for each.
 DEFAULT_ROLES = ("requester", "approver", "auditor", "operator", "compliance_lead", "incident_commander", "admin")
 # Identifiers end up in Temporal visibility queries and search attributes: keep them to a
-# charset that needs no quoting anywhere.
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+# charset that needs no quoting anywhere (steward/claims.py says what each may hold).
+IDENTIFIER_PATTERN = TENANT_PATTERN
 _TTL = re.compile(r"^(\d+)([smhd])$")
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL = timedelta(days=30)
@@ -59,9 +59,9 @@ class InvalidToken(Exception):
 class Principal(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    sub: str = Field(pattern=IDENTIFIER_PATTERN)
+    sub: str = Field(pattern=SUBJECT_PATTERN)
     roles: tuple[str, ...] = Field(min_length=1)
-    tenant: str = Field(pattern=IDENTIFIER_PATTERN)
+    tenant: str = Field(pattern=TENANT_PATTERN)
     groups: tuple[str, ...] = Field(default=(), description="Named groups, from the optional groups claim.")
 
 
@@ -127,20 +127,11 @@ def _decode(token: str, key: Any, algorithm: str, *, leeway_s: float,
         raise InvalidToken(f"token is not valid: {exc}") from None
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
-    """The principal a verified token's claims name: sub, roles (list), tenant, optional groups."""
-    roles = claims.get("roles")
-    tenant = claims.get("tenant")
-    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
-        raise InvalidToken("token has no roles claim (a non-empty list of strings)")
-    if not isinstance(tenant, str) or not _IDENTIFIER.match(tenant):
-        raise InvalidToken("token has no valid tenant claim")
-    if not isinstance(claims["sub"], str) or not _IDENTIFIER.match(claims["sub"]):
-        raise InvalidToken("token has no valid sub claim")
-    groups = claims.get("groups", [])
-    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise InvalidToken("token's groups claim is not a list of strings")
-    return Principal(sub=claims["sub"], roles=tuple(roles), tenant=tenant, groups=tuple(groups))
+def _principal(claims: dict[str, Any], mapping: ClaimMapping = DEFAULT_MAPPING) -> Principal:
+    """The principal a verified token's claims name, where `mapping` says to find it; raises
+    ClaimsRefused (a 403: the caller is authenticated) when they do not name one."""
+    return Principal(sub=mapping.subject_of(claims), roles=mapping.roles_of(claims),
+                     tenant=mapping.tenant_of(claims), groups=mapping.groups_of(claims))
 
 
 class JwksKeys:
@@ -226,9 +217,10 @@ class TokenVerifier:
     """Verifies a bearer JWT: HS256 with the local secret, RS256/ES256 with the provider's JWKS."""
 
     def __init__(self, secret: str, *, jwks: JwksKeys | None = None, issuer: str | None = None,
-                 audience: str | None = None, leeway_s: float = 0) -> None:
+                 audience: str | None = None, leeway_s: float = 0, mapping: ClaimMapping = DEFAULT_MAPPING) -> None:
         self.secret = secret
         self.jwks = jwks
+        self.mapping = mapping  # the identity provider's claims; Steward's own tokens use the defaults
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
@@ -250,7 +242,7 @@ class TokenVerifier:
             raise InvalidToken(f"token algorithm {algorithm!r} does not match its key {kid[:64]!r}")
         claims = _decode(token, key.key, algorithm, leeway_s=self.leeway_s,
                          issuer=self.issuer, audience=self.audience)
-        return _principal(claims)
+        return _principal(claims, self.mapping)
 
 
 # --- Signed identity assertions: how a verified principal travels to a workflow ---------------

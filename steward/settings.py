@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="Required `iss` of tokens, when set.")
     jwt_audience: str | None = Field(None, description="Required `aud` of tokens, when set.")
     jwt_leeway_s: int = Field(30, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat.")
+    # Where an identity provider's tokens name the caller (docs/identity-providers.md): a claim
+    # name or a dotted path into nested claims. Steward's own tokens always use the defaults.
+    jwt_subject_claim: str = Field("sub", min_length=1, description="Claim naming the caller (Entra ID: oid).")
+    jwt_tenant_claim: str = Field("tenant", min_length=1, description="Claim naming the caller's tenant "
+                                                                      "(Entra ID: tid; Auth0: org_id).")
+    jwt_roles_claim: str = Field("roles", min_length=1, description="Claim listing roles or groups "
+                                                                    "(Keycloak: realm_access.roles; Okta: groups).")
+    jwt_groups_claim: str = Field("groups", min_length=1, description="Claim listing approval groups.")
+    jwt_role_map: dict[str, list[str]] | None = Field(
+        None, description='Provider role or group -> Steward roles, as JSON ({"Steward.Approver": ["approver"]}); '
+                          "when set, only mapped names give roles.")
+    jwt_tenant_map: dict[str, str] | None = Field(
+        None, description='Provider tenant id -> Steward tenant, as JSON ({"<Entra tid>": "acme"}); when set, a token '
+                          "of an unmapped tenant is refused.")
     jwks_cache_s: int = Field(300, ge=0, description="How long fetched signing keys are trusted before a refetch.")
     rbac_policy: Path | None = Field(None, description="Role policy YAML; the shipped policies/rbac.yaml when unset.")
 

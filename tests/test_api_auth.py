@@ -51,20 +51,33 @@ async def test_unsigned_alg_none_token_is_401(http):
     assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
 
 
-@pytest.mark.parametrize("missing", ["roles", "tenant", "exp"])
-async def test_token_missing_a_required_claim_is_401(http, missing):
+def token_without(missing: str) -> str:
     claims = {"sub": "alice", "roles": ["operator"], "tenant": "acme", "iat": int(time.time()),
               "exp": int(time.time()) + 60}
     del claims[missing]
-    token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
-    assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token}"}))
+    return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize("missing", ["sub", "exp", "iat"])
+async def test_token_missing_a_claim_its_validity_needs_is_401(http, missing):
+    assert_unauthenticated(await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token_without(missing)}"}))
+
+
+@pytest.mark.parametrize("missing", ["roles", "tenant"])
+async def test_genuine_token_not_naming_a_tenant_or_role_is_403_naming_the_claim(http, missing):
+    # Authenticated, so not a 401; and never a default tenant or role in its place.
+    response = await http.get("/v1/workflows", headers={"Authorization": f"Bearer {token_without(missing)}"})
+    assert response.status_code == 403, response.text
+    error = response.json()["error"]
+    assert error["code"] == "forbidden" and error["details"] == {"claim": missing} and missing in error["message"]
 
 
 async def test_tenant_claim_with_query_syntax_is_refused(http):
     claims = {"sub": "alice", "roles": ["operator"], "tenant": "acme' OR Tenant != 'x",
               "iat": int(time.time()), "exp": int(time.time()) + 60}
     token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
-    assert_unauthenticated(await http.get("/v1/runs", headers={"Authorization": f"Bearer {token}"}))
+    refused = await http.get("/v1/runs", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 403 and refused.json()["error"]["details"] == {"claim": "tenant"}
 
 
 async def test_health_probes_need_no_token(http):

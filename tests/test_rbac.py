@@ -77,7 +77,11 @@ async def test_public_pages_need_no_token_and_no_permission(http, path):
 async def test_role_the_policy_does_not_know_grants_nothing(http, auth):
     response = await http.get("/v1/workflows", headers=auth(roles=("superuser",)))
     assert response.status_code == 403
-    assert response.json()["error"]["details"] == {"permission": "workflows:read"}
+    error = response.json()["error"]
+    assert error["details"] == {"claim": "roles"} and "no role Steward knows" in error["message"]
+    # Beside a known role it is simply ignored: the known role's grants decide.
+    response = await http.get("/v1/runs/some-id/audit", headers=auth(roles=("superuser", "requester")))
+    assert response.status_code == 403 and response.json()["error"]["details"] == {"permission": "audit:read"}
 
 
 async def test_unknown_workflow_is_404_before_the_start_permission(http, auth):
