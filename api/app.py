@@ -19,6 +19,7 @@ from activities.artifacts.store import artifact_store
 from activities.audit.activity import audit_log
 from activities.events.subscriptions import SubscriptionStore
 from api.definitions_watch import DefinitionsWatch
+from api import openapi
 from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.paging import PageTokens
@@ -112,6 +113,7 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    openapi.install(app)
     app.include_router(health.router)
     # One store of counts for both limits below: this process's memory, or the Redis every API
     # process shares (STEWARD_REDIS_URL).

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.log_paths import loggable_path
@@ -97,10 +98,26 @@ async def _request_validation(_: Request, exc: RequestValidationError) -> JSONRe
     return error_response(422, "validation_failed", f"request is not valid: {fields}", details)
 
 
-async def _http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only; a path served by
+        # several routes (GET and POST /v1/schedules) must list all of them.
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path (HEAD goes without saying with GET),
+    found by asking the routes whether they would take the request with that method."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
 
 
 # Temporal being down is the caller's problem only in that they must try again later.

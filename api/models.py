@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from activities.artifacts.store import ArtifactRef
+from activities.events.model import TYPES as EVENT_TYPES
 from activities.incidents.models import IncidentView
 from activities.llm.models import LlmUsage
 from workflows.approvals import ApprovalState
 from workflows.customer_onboarding import OnboardingView
 
+
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _date_time_text(value: Any) -> Any:
+    """A date-time given as a number (pydantic would read 0.5 as half a second after 1970) is refused:
+    the document promises ISO 8601 text, and a number is more likely a mistake than an epoch."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-01T00:00:00Z")
+    return value
+
+
+# A date-time a request carries: ISO 8601 text, as the document's `format: date-time` says.
+IsoDateTime = Annotated[datetime, BeforeValidator(_date_time_text)]
+
+# Names the document lists, so a generated client offers them; the routes check them and name
+# GET /v1/events/types or GET /v1/workflows in their refusal. A workflow's list is the catalog's
+# at the time (api/openapi.py fills it in, and refills it when definitions change).
+EventTypeName = Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(EVENT_TYPES)})]
+EventTypeFilter = Annotated[str, WithJsonSchema({"type": "string", "enum": ["*", *sorted(EVENT_TYPES)]})]
+CATALOG_MARK = "x-steward-catalog-workflow"
+WorkflowName = Annotated[str, WithJsonSchema({"type": "string", CATALOG_MARK: True})]
 
 class RunStatus(str, Enum):
     running = "running"

@@ -35,6 +35,7 @@ from temporalio.client import (
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter
 
+from api.models import IsoDateTime, WorkflowName
 from steward import search_attributes as sa
 from steward.identity import Principal
 from workflows.spec import WorkflowSpec
@@ -137,7 +138,7 @@ class ScheduleSettings(_Strict):
 
 class ScheduleCreate(ScheduleSettings):
     name: str = Field(pattern=SCHEDULE_NAME, description="Unique in the tenant; the URL segment.")
-    workflow: str
+    workflow: WorkflowName
     input: dict[str, Any] = Field(default_factory=dict, description="Checked against the workflow's input model "
                                                                     "now, not when the schedule fires.")
     paused: bool = False
@@ -162,8 +163,8 @@ class TriggerRequest(_Strict):
 
 
 class BackfillRequest(_Strict):
-    start_at: datetime
-    end_at: datetime
+    start_at: IsoDateTime
+    end_at: IsoDateTime
     overlap: Overlap | None = None
 
     @model_validator(mode="after")

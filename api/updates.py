@@ -9,10 +9,13 @@ are) or 409 (the state of the run), in the one error shape.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client, WorkflowExecutionDescription, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,6 +24,10 @@ from steward.identity import Principal
 from steward.identity_headers import acting_as
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
+# A run's worker takes an update in well under a second. One that does not within this long is
+# down or starved: answer, under the 10 s after which clients and proxies commonly give up, rather
+# than hold the caller indefinitely. The update stays with the run and is taken when it can be.
+UPDATE_RPC_TIMEOUT = timedelta(seconds=8)
 
 
 async def execute_verified_update(
@@ -37,7 +44,8 @@ async def execute_verified_update(
     handle = client.get_workflow_handle(description.id, run_id=description.run_id)
     try:
         with acting_as(principal):
-            return await handle.execute_update(update, request, result_type=result_type)
+            return await handle.execute_update(update, request, result_type=result_type,
+                                               rpc_timeout=UPDATE_RPC_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
@@ -47,6 +55,11 @@ async def execute_verified_update(
         if kind in conflicts:
             raise ApiError(409, conflicts[kind], message) from None
         raise closed from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise ApiError(503, "run_unresponsive", f"the run did not take the request within "
+                       f"{UPDATE_RPC_TIMEOUT.total_seconds():g} s (its worker may be down or busy); it may still "
+                       "take it when the worker gets to it: GET the run before trying again",
+                       headers={"Retry-After": "15"}) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:  # the run closed between describe and update
             raise closed from None

@@ -55,7 +55,7 @@ def group() -> str:
 @pytest.fixture
 def alertmanager_key(settings: Settings, tenant: str) -> dict[str, str]:
     """A real API key, as Alertmanager's credentials_file would hold it."""
-    key, _ = store(settings.data_dir).create(f"alertmanager-{uuid.uuid4().hex[:8]}", ["operator"], tenant)
+    key, _ = store(settings.api_keys_path).create(f"alertmanager-{uuid.uuid4().hex[:8]}", ["operator"], tenant)
     watch("an API key", key)
     return {"Authorization": f"Bearer {key}"}
 

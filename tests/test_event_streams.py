@@ -118,7 +118,7 @@ async def test_a_stream_resumes_after_last_event_id_with_the_same_events(http, a
 
     refused = await http.get(f"/v1/runs/{run_id}/events", headers={**auth(), "Last-Event-ID": "not-a-number"})
     assert refused.status_code == 422
-    assert refused.json()["error"]["details"][0]["field"] == "Last-Event-ID"
+    assert refused.json()["error"]["details"][0]["field"] == "header.Last-Event-ID"
 
 
 async def test_another_tenants_run_has_no_stream(http, auth):

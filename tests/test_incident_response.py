@@ -161,7 +161,7 @@ async def test_the_same_group_firing_after_its_incident_closed_opens_a_new_incid
 async def test_two_tenants_with_the_same_group_get_two_incidents(http, settings, pages, group):
     keys = []
     for tenant in (f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"):
-        key, _ = store(settings.data_dir).create(f"am-{uuid.uuid4().hex[:8]}", ["operator"], tenant)
+        key, _ = store(settings.api_keys_path).create(f"am-{uuid.uuid4().hex[:8]}", ["operator"], tenant)
         watch("an API key", key)
         keys.append({"Authorization": f"Bearer {key}"})
 

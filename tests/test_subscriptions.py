@@ -141,6 +141,11 @@ async def test_private_and_plain_http_targets_are_refused_unless_allowed(client,
             assert response.status_code == 422, target
             detail = response.json()["error"]["details"][0]
             assert detail["field"] == "url" and reason in detail["message"], detail
+        # A name that does not resolve now is kept: every delivery resolves and checks it again.
+        unresolved = await http.post("/v1/subscriptions", json={"url": "https://hooks.steward-test.invalid/x",
+                                                                 "event_types": ["*"]}, headers=auth(**ADMIN))
+        assert unresolved.status_code == 201, unresolved.text
+        watch("a subscription's secret", unresolved.json()["secret"])
 
 
 async def test_after_a_rotation_both_secrets_sign_until_the_grace_period_ends(http, auth, receiver):

@@ -376,7 +376,8 @@ def input_model_for(definition: WorkflowDefinition) -> type[BaseModel]:
     """A model whose validation is the definition's JSON Schema, and whose JSON Schema is it too,
     so GET /v1/workflows shows it and POST .../runs checks it like a code workflow's model."""
     schema = definition.input
-    checker = Draft202012Validator(schema)
+    # Formats (date, email, ...) are assertions here, as the schema's readers expect.
+    checker = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     class DeclarativeInputModel(RootModel[dict[str, Any]]):
         @model_validator(mode="after")

@@ -10,12 +10,14 @@ configured UI origin. CLI tools send the bearer token in the Authorization heade
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from google.protobuf import json_format
+from jsonschema import Draft202012Validator
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload, Payloads
 
@@ -74,9 +76,14 @@ def _codec(request: Request) -> EncryptionCodec:
 
 
 async def _payloads(request: Request) -> Sequence[Payload]:
+    body = await request.body()
     try:
-        return json_format.Parse(await request.body(), Payloads()).payloads
-    except (json_format.ParseError, DecodeError, UnicodeDecodeError):
+        # protobuf's parser is lenient (`{}` and nulls read as empty): the body must be what the
+        # document says first, then protobuf reads it.
+        if next(_BODY_CHECK.iter_errors(json.loads(body)), None) is not None:
+            raise json_format.ParseError("not the documented shape")
+        return json_format.Parse(body, Payloads()).payloads
+    except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError):
         raise ApiError(422, "validation_failed", "the body is not Temporal Payloads JSON",
                        [{"field": "payloads", "message": "expected {\"payloads\": [{\"metadata\": ..., \"data\": ...}]}"}]) from None
 
@@ -87,9 +94,21 @@ def _answer(request: Request, settings: Settings, payloads: Sequence[Payload]) -
 
 
 _RESPONSES = {code: {"model": ErrorResponse} for code in (401, 403, 422)}
+# The routes read the body themselves (protobuf JSON, not a pydantic model): describe it here.
+_BYTES = {"type": "string", "format": "byte"}
+_PAYLOADS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "title": "Payloads", "type": "object", "required": ["payloads"], "additionalProperties": False,
+    "description": "Temporal's Payloads message as protobuf JSON: bytes are base64.",
+    "properties": {"payloads": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"metadata": {"type": "object", "additionalProperties": _BYTES}, "data": _BYTES},
+    }}},
+}}}}}
+_BODY_CHECK = Draft202012Validator(_PAYLOADS_BODY["requestBody"]["content"]["application/json"]["schema"])
 
 
-@router.post("/decode", responses=_RESPONSES, summary="Decrypt payloads (Temporal remote codec protocol)")
+@router.post("/decode", responses=_RESPONSES, openapi_extra=_PAYLOADS_BODY,
+             summary="Decrypt payloads (Temporal remote codec protocol)")
 async def decode(request: Request, _: CodecCaller, settings: SettingsDep) -> Response:
     try:
         decoded = await _codec(request).decode(await _payloads(request))
@@ -98,7 +117,8 @@ async def decode(request: Request, _: CodecCaller, settings: SettingsDep) -> Res
     return _answer(request, settings, decoded)
 
 
-@router.post("/encode", responses=_RESPONSES, summary="Encrypt payloads (Temporal remote codec protocol)")
+@router.post("/encode", responses=_RESPONSES, openapi_extra=_PAYLOADS_BODY,
+             summary="Encrypt payloads (Temporal remote codec protocol)")
 async def encode(request: Request, _: CodecCaller, settings: SettingsDep) -> Response:
     return _answer(request, settings, await _codec(request).encode(await _payloads(request)))
 

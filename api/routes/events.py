@@ -29,6 +29,7 @@ from activities.events.model import TERMINAL_TYPES, TYPES, Event, type_schemas
 from api.deps import AuditDep, CatalogDep, ClientDep, CurrentPrincipal, SettingsDep, require
 from api.errors import ApiError, ErrorResponse
 from api.event_hub import EventHub, Listener, TooManyStreams
+from api.models import EventTypeName, WorkflowName
 from api.run_records import describe_for_tenant, is_closed
 from steward.identity import Principal
 
@@ -68,13 +69,14 @@ async def event_types(_: CurrentPrincipal) -> EventTypeList:
     return EventTypeList(types=[EventTypeInfo.model_validate(t) for t in type_schemas()])
 
 
+# The SSE spec's resumption header: the id of the last event the client got (a sequence number).
+# Empty means none, as a browser sends it before any event had an id.
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{0,20}$",
+                                           description="Resume after this event.")]
+
+
 def _last_event_id(header: str | None, query: int | None) -> int:
-    if header is None:
-        return query or 0
-    if not header.isdigit():
-        raise ApiError(422, "validation_failed", "request is not valid: Last-Event-ID",
-                       [{"field": "Last-Event-ID", "message": "must be the id of an event this stream sent"}])
-    return int(header)
+    return int(header) if header else query or 0  # the header's pattern admits digits only
 
 
 async def _listen(hub: EventHub, principal: Principal) -> Listener:
@@ -98,7 +100,7 @@ async def stream_run_events(
     audit: AuditDep,
     hub: EventHubDep,
     settings: SettingsDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="Resume after this event.")] = None,
+    last_event_id: LastEventId = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this sequence number (for clients that "
                                                          "cannot send Last-Event-ID).")] = None,
 ) -> EventSourceResponse:
@@ -162,9 +164,10 @@ async def stream_tenant_events(
     hub: EventHubDep,
     settings: SettingsDep,
     catalog: CatalogDep,
-    workflow: Annotated[list[str] | None, Query(description="Only these workflows' events.")] = None,
-    type: Annotated[list[str] | None, Query(description="Only events of these types (GET /v1/events/types).")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="Resume after this event.")] = None,
+    workflow: Annotated[list[WorkflowName] | None, Query(description="Only these workflows' events.")] = None,
+    type: Annotated[list[EventTypeName] | None, Query(description="Only events of these types "
+                                                                   "(GET /v1/events/types).")] = None,
+    last_event_id: LastEventId = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this position in the tenant's log.")] = None,
 ) -> EventSourceResponse:
     """The tenant's events as they happen (from Last-Event-ID or `after` when given, else from now)."""
@@ -177,7 +180,7 @@ async def stream_tenant_events(
     if unknown_workflows:
         raise ApiError(422, "validation_failed", "request is not valid: workflow",
                        [{"field": "workflow", "message": f"no workflow named {unknown_workflows[0]!r}"}])
-    resume = last_event_id is not None or after is not None
+    resume = bool(last_event_id) or after is not None
     start_after = _last_event_id(last_event_id, after)
     listener = await _listen(hub, principal)
     stream = _tenant_stream(listener, audit, principal.tenant, start_after if resume else None,

@@ -20,14 +20,16 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.incidents.models import Alert, AlertNotification, IncidentInput, service_of, severity_of
+from activities.incidents.models import (
+    Alert, AlertNotification, IncidentInput, LabelSet, service_of, severity_of,
+)
 from api.deps import CatalogDep, ClientDep, require
 from api.errors import ErrorResponse, validation_error
-from api.models import RunLinks
+from api.models import IsoDateTime, RunLinks
 from api.routes.workflows import new_run_options, request_digest
 from api.run_records import run_link
 from steward.identity import Principal
@@ -43,14 +45,24 @@ MAX_ALERTS = 1000
 _SERVICE_UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]+")
 
 
+
+def _no_text_or_truth(value: object) -> object:
+    """JSON's integers (1, and 1.0, which JSON Schema counts as one), never "1" or true."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_no_text_or_truth)]
+
 class AlertmanagerAlert(BaseModel):
     model_config = ConfigDict(extra="allow")  # newer Alertmanagers add fields; none are needed
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: LabelSet = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime  # noqa: N815 (Alertmanager's names)
-    endsAt: datetime | None = None  # noqa: N815
+    startsAt: IsoDateTime  # noqa: N815 (Alertmanager's names)
+    endsAt: IsoDateTime | None = None  # noqa: N815
     generatorURL: str = ""  # noqa: N815
     fingerprint: str = Field(min_length=1, max_length=128)
 
@@ -67,11 +79,11 @@ class AlertmanagerNotification(BaseModel):
 
     version: Literal["4"]
     groupKey: str = Field(min_length=1, max_length=2000)  # noqa: N815
-    truncatedAlerts: int = Field(0, ge=0)  # noqa: N815
+    truncatedAlerts: JsonInteger = Field(0, ge=0)  # noqa: N815
     status: Literal["firing", "resolved"]
     receiver: str = ""
-    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    groupLabels: LabelSet = Field(default_factory=dict)  # noqa: N815
+    commonLabels: LabelSet = Field(default_factory=dict)  # noqa: N815
     commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     externalURL: str = ""  # noqa: N815
     alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=MAX_ALERTS)

@@ -21,9 +21,12 @@ from activities.events.subscriptions import Delivery, Subscription, Subscription
 from activities.notify.webhook import WEBHOOK_TARGET_FORBIDDEN, checked_destination, target_host
 from api.deps import CatalogDep, ClientDep, SettingsDep, SubscriptionsDep, require
 from api.errors import ApiError, ErrorResponse
+from api.models import EventTypeFilter, WorkflowName
+from steward.logs import get_logger
 from steward.identity import Principal
 from workflows.catalog import Catalog
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 T = TypeVar("T")
 
@@ -40,10 +43,10 @@ class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: AnyHttpUrl = Field(description="Where events are POSTed: https, on a public address.")
-    event_types: list[str] = Field(min_length=1, max_length=MAX_FILTERS,
-                                   description="Types from GET /v1/events/types, or \"*\" for all.")
-    workflows: list[str] = Field(default_factory=list, max_length=MAX_FILTERS,
-                                 description="Only these workflows' events; empty: all.")
+    event_types: list[EventTypeFilter] = Field(min_length=1, max_length=MAX_FILTERS,
+                                               description="Types from GET /v1/events/types, or \"*\" for all.")
+    workflows: list[WorkflowName] = Field(default_factory=list, max_length=MAX_FILTERS,
+                                          description="Only these workflows' events; empty: all.")
     description: str | None = Field(None, max_length=500)
 
 
@@ -51,8 +54,8 @@ class SubscriptionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: AnyHttpUrl | None = None
-    event_types: list[str] | None = Field(None, min_length=1, max_length=MAX_FILTERS)
-    workflows: list[str] | None = Field(None, max_length=MAX_FILTERS)
+    event_types: list[EventTypeFilter] | None = Field(None, min_length=1, max_length=MAX_FILTERS)
+    workflows: list[WorkflowName] | None = Field(None, max_length=MAX_FILTERS)
     description: str | None = Field(None, max_length=500)
 
 
@@ -103,7 +106,9 @@ def _check_filters(event_types: list[str] | None, workflows: list[str] | None, c
 
 
 async def _check_url(url: AnyHttpUrl | None, allow_private: bool) -> str | None:
-    """The URL as text, once the same guard every delivery passes accepts it now."""
+    """The URL as text, unless the guard every delivery passes refuses it already: a URL that is not
+    https, or a host that resolves to an internal address. A host that does not resolve now is
+    accepted: DNS may be having a bad minute, and each delivery resolves and checks again."""
     if url is None:
         return None
     text = str(url)
@@ -112,7 +117,7 @@ async def _check_url(url: AnyHttpUrl | None, allow_private: bool) -> str | None:
     except ApplicationError as error:
         if error.type == WEBHOOK_TARGET_FORBIDDEN:
             raise _invalid("url", error.message) from None
-        raise _invalid("url", "the host could not be resolved") from None
+        log.info("subscription host does not resolve now; deliveries will try", target_host=target_host(text))
     return text
 
 

@@ -110,7 +110,8 @@ async def start_run(
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
 ) -> RunAccepted:
     try:
-        validated = spec.input_model.model_validate(body.input)
+        # Strictly, as JSON: `"pep": 0` or `"annual_income": "12"` are not what the schema says.
+        validated = spec.input_model.model_validate_json(json.dumps(body.input), strict=True)
     except ValidationError as exc:
         raise validation_error(exc, prefix=("input",)) from None
     callback_url = str(body.callback_url) if body.callback_url else None
