@@ -8,11 +8,10 @@ from datetime import timedelta
 from steward import search_attributes as sa
 from tests.support import eventually, wait_for_run
 
-HOURS = 3600
 LADDER = [
-    {"after": 24 * HOURS, "action": "remind"},
-    {"after": 72 * HOURS, "action": "escalate", "to_roles": ["compliance_lead"]},
-    {"after": 144 * HOURS, "action": "decide", "decision": "reject", "reason": "approval timed out"},
+    {"after": "PT24H", "action": "remind"},
+    {"after": "PT72H", "action": "escalate", "to_roles": ["compliance_lead"]},
+    {"after": "PT144H", "action": "decide", "decision": "reject", "reason": "approval timed out"},
 ]
 
 
