@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # quoting anywhere. Subjects also appear in queries and memos, never in paths, and providers use
 # `|` (Auth0's `auth0|64f...`) and `_` in them.
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
-SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:|-]{0,127}$"
+SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:|_-]{0,127}$"
 _TENANT = re.compile(TENANT_PATTERN)
 _SUBJECT = re.compile(SUBJECT_PATTERN)
 _ABSENT = object()

@@ -149,6 +149,11 @@ def test_a_role_map_naming_a_role_the_policy_lacks_stops_start_up(settings):
         check_startup(settings.model_copy(update={"jwt_role_map": {"Steward.Approver": ["approvers"]}}))
 
 
+@pytest.mark.parametrize("sub", ["auth0|64f1c2d3e4b5", "google-oauth2|1180", "svc_ci.pipeline@acme"])
+def test_subjects_as_providers_write_them_are_accepted(sub):
+    assert ClaimMapping().subject_of({"sub": sub}) == sub
+
+
 def test_claim_paths_read_namespaced_names_whole_and_dotted_paths_into_objects():
     claims = {f"{AUTH0_NAMESPACE}/tenant": "acme", "realm_access": {"roles": ["a"]}, "a.b": 1, "a": {"b": 2}}
     assert claim_value(claims, f"{AUTH0_NAMESPACE}/tenant") == "acme"
