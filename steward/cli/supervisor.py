@@ -38,6 +38,7 @@ API_READY_NOTICE_S = 30.0
 API_STOP_TIMEOUT_S = 10.0
 SERVER_STOP_TIMEOUT_S = 20.0
 
+
 def _metrics_port_env(settings: Settings, n: int, ports: Sequence[int]) -> dict[str, str]:
     """The n-th worker's metrics port, from `ports` or else the next ports up: two processes
     cannot bind one."""
