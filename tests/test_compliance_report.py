@@ -207,15 +207,6 @@ def test_long_comment_and_explanation_wrap_onto_lines_and_pages_without_losing_w
     assert max(len(line) for page in pages for line in page.splitlines()) < 130
 
 
-def test_characters_the_fonts_cannot_draw_are_printed_as_code_points(fonts: Path) -> None:
-    request = report_input(applicant=report_input().applicant.model_copy(update={"full_name": "李小龍 Bruce"}))
-
-    text = "\n".join(pages_text(render(request, fonts)))
-
-    assert "[U+674E][U+5C0F][U+9F8D] Bruce" in text
-    assert "shown as their Unicode code points" in text
-
-
 def test_receipts_missing_fields_still_render(fonts: Path) -> None:
     request = report_input(receipts=[{"approver": "bob@example.com", "decision": "reject"}])
 

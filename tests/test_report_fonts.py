@@ -7,10 +7,21 @@ from pathlib import Path
 
 from fontTools import ttLib
 
-from activities.reports.fonts import FACES, SANS_FAMILY, Face, cache_key, prepared_fonts
+from activities.reports.fonts import (
+    FACES,
+    MONO_FONTS,
+    SANS_FAMILY,
+    SANS_FONTS,
+    Face,
+    _source,
+    cache_key,
+    coverage,
+    prepared_fonts,
+)
 
 # One small face keeps these tests quick; the suite's report tests prepare all of FACES.
 MONO_ONLY = (FACES[3],)
+THAI_REGULAR = next(face for face in FACES if face.file_name == "Sarabun-Regular.ttf")  # static in its package
 
 
 def prepare_in_another_process(cache_root: Path) -> str:
@@ -52,3 +63,23 @@ def test_a_different_recipe_or_source_gets_a_directory_of_its_own() -> None:
 
     assert cache_key(MONO_ONLY) != cache_key((lighter,))
     assert cache_key(MONO_ONLY) == cache_key(MONO_ONLY)
+
+
+def test_a_face_static_in_its_package_is_copied_byte_for_byte(tmp_path: Path) -> None:
+    directory = prepared_fonts(tmp_path, (THAI_REGULAR,))
+
+    assert (directory / THAI_REGULAR.file_name).read_bytes() == _source(THAI_REGULAR).read_bytes()
+
+
+def test_the_recorded_coverage_is_the_fonts_own_cmap(tmp_path: Path) -> None:
+    directory = prepared_fonts(tmp_path, (THAI_REGULAR, *MONO_ONLY))
+
+    for face in (THAI_REGULAR, *MONO_ONLY):
+        with ttLib.TTFont(directory / face.file_name, lazy=True) as font:
+            assert coverage(directory / face.file_name) == set(font.getBestCmap()), face.file_name
+
+
+def test_every_family_the_templates_name_has_a_regular_face() -> None:
+    regular = {face.family for face in FACES if face.style == "regular" and face.weight == 400}
+
+    assert set(MONO_FONTS) | set(SANS_FONTS) <= regular

@@ -6,9 +6,10 @@ same input gives the same bytes — so a retried activity stores the same file u
 digest: the PDF's date is the workflow's clock (`generated_at`) and nothing random goes in.
 
 Fonts come from PyPI packages, never from the machine (fonts.py): Arimo (Latin, Greek, Cyrillic,
-Hebrew, Vietnamese) for text and Roboto Mono for digests and ids. A character neither font can
-draw (CJK, for one) is printed as its code point, e.g. ``[U+674E]``, and the report says so under
-its title: nothing in a name disappears silently.
+Hebrew, Vietnamese) for text and Roboto Mono for digests and ids, falling back to a face for
+Arabic, Devanagari, Thai and CJK. A character none of them can draw (an emoji, for one) is printed
+as its code point, e.g. ``[U+1F600]``, and the report says so under its title: nothing in a name
+disappears silently.
 """
 
 from __future__ import annotations

@@ -24,10 +24,11 @@ import typst
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts.store import ArtifactRef, default_store
-from activities.reports.fonts import prepared_fonts
+from activities.reports.fonts import MONO_FONTS, SANS_FONTS, prepared_fonts
 from steward import runtime
 
 TEMPLATES = Path(__file__).parent / "templates"
+FONT_LISTS = json.dumps({"sans": SANS_FONTS, "mono": MONO_FONTS})
 PDF_CONTENT_TYPE = "application/pdf"
 
 
@@ -48,7 +49,9 @@ def render_pdf(template: str, data: dict[str, Any], *, created_at: datetime, fon
         return _compiler(fonts_dir).compile(
             input=str(TEMPLATES / template),
             format="pdf",
-            sys_inputs={"data": json.dumps(data, ensure_ascii=False)},
+            # The fallback lists come from fonts.py, the one place that also decides (text.py) what
+            # prints as a code point: the template and that check cannot disagree.
+            sys_inputs={"data": json.dumps(data, ensure_ascii=False), "fonts": FONT_LISTS},
             timestamp=int(created_at.timestamp()),
         )
     except typst.TypstError as error:

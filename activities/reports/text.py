@@ -1,9 +1,11 @@
 """Text in reports: what every report's data goes through before a Typst template sets it.
 
 Values are formatted here (times in UTC, sizes, validation outcomes) and made drawable: composed,
-whitespace tamed, any character the fonts lack printed as its code point (`[U+674E]`), long
-digests split into lines (templates/steward.typ gives long tokens their break opportunities). Templates receive plain strings, or
-{"text", "style"} for a value in a style of its own (templates/steward.typ).
+whitespace tamed, any character that no font of the fallback list has printed as its code point
+(an emoji, say: `[U+1F600]`), long digests split into lines (templates/steward.typ gives long
+tokens their break opportunities). Names in Arabic, Devanagari, Thai or CJK print as text, in the
+fallback faces of fonts.py. Templates receive plain strings, or {"text", "style"} for a value in a
+style of its own (templates/steward.typ).
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.llm.models import LlmCallRecord
-from activities.reports.fonts import FACES, coverage
-
-SANS_FILE, MONO_FILE = FACES[0].file_name, FACES[3].file_name
+from activities.reports.fonts import MONO_FONTS, SANS_FONTS, fallback_coverage
 
 Value = str | dict[str, str]  # a string, or {"text", "style"} for a value in a style of its own
 Row = list[tuple[str, Value]]
@@ -92,11 +92,11 @@ def validation(record: LlmCallRecord) -> str:
 
 
 class ReportText:
-    """Makes every string of the report drawable in the font it is set in."""
+    """Makes every string of the report drawable in the fonts it is set in (fonts.py's fallback lists)."""
 
     def __init__(self, fonts_dir: Path) -> None:
-        self.sans = coverage(fonts_dir / SANS_FILE)
-        self.mono = coverage(fonts_dir / MONO_FILE)
+        self.sans = fallback_coverage(fonts_dir, SANS_FONTS)
+        self.mono = fallback_coverage(fonts_dir, MONO_FONTS)
 
     def __call__(self, text: str) -> str:
         return drawable(text, self.sans)
