@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from steward import search_attributes
 from steward.codec import Keyring, data_converter
 from steward.identity import assertion_key
 from steward.metric_names import HISTOGRAM_BUCKETS
@@ -60,3 +62,20 @@ def metrics_runtime(settings: Settings) -> Runtime:
                                   durations_as_seconds=True, counters_total_suffix=True,
                                   histogram_bucket_overrides=HISTOGRAM_BUCKETS)
     return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Add each search attribute of search_attributes.ALL the namespace lacks; the names added.
+
+    The embedded dev server registers its `--search-attribute` flags only when it creates its
+    database, so a data dir from before an attribute was added would lack it, and every run
+    setting it would fail its workflow tasks. `steward up` calls this once its server answers.
+    """
+    namespace = client.namespace
+    existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    known = {*existing.custom_attributes, *existing.system_attributes}
+    missing = {key.name: int(key.indexed_value_type) for key in search_attributes.ALL if key.name not in known}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
+    return sorted(missing)

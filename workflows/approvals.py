@@ -6,6 +6,10 @@ Decisions arrive as the `steward.decide` update. Its validator refuses, before a
 history, a caller without a verified identity (someone going around the API), of another tenant,
 without the required role or group, who requested the run, or who already voted. docs/approvals.md
 is the reference.
+
+While an approval is pending, the run's ApprovalDeciders and ApprovalExcluded search attributes
+say who may decide it, by the same rules as the validator, so the approver's inbox is a single
+visibility query (steward/search_attributes.py).
 """
 
 from __future__ import annotations
@@ -18,10 +22,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 from steward import metric_names
-from steward.search_attributes import APPROVAL_STATE
+from steward.search_attributes import (
+    APPROVAL_DECIDERS,
+    APPROVAL_EXCLUDED,
+    APPROVAL_STATE,
+    decider_ticket,
+    excluded_subject,
+    personal_ticket,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify.webhook import WebhookTarget, deliver_webhook
@@ -37,6 +49,10 @@ DECIDE_UPDATE = "steward.decide"
 APPROVAL_ACTIVITIES = (deliver_webhook,)
 MEMO_KEY = "approvals"
 KEY_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+# Runs since then publish who may decide as search attributes (the inbox's visibility query) and
+# withdraw a pending approval when the run is cancelled. Runs from before replay without either;
+# the inbox still finds them by their memo.
+INBOX_PATCH = "steward-approval-inbox"
 
 # ApplicationError types of refused decisions; the API maps FORBIDDEN_TYPES to 403, the others to 409.
 UNVERIFIED = "ApprovalUnverified"
@@ -158,6 +174,26 @@ def shown_digest(title: str, summary: str, shown: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def inbox_attributes(pending: list[ApprovalState]) -> tuple[list[str], list[str]]:
+    """ApprovalDeciders and ApprovalExcluded for the pending approvals: a caller may decide one
+    exactly when they hold one of its tickets and are not excluded, or hold a personal ticket.
+
+    The requester and everyone who voted are excluded from the generic tickets; whoever voted on
+    some pending approvals but not on others gets personal tickets for those others. Ordered
+    lists, not sets: the same state must give the same values on every worker."""
+    marked = dict.fromkeys([s.requested_by for s in pending if s.requested_by]
+                           + [r.approver for s in pending for r in s.receipts])
+    generic: dict[str, None] = {}
+    personal: dict[str, None] = {}
+    for state in pending:
+        tickets = [decider_ticket(role, state.group) for role in state.roles]
+        generic.update(dict.fromkeys(tickets))
+        for sub in marked:
+            if sub != state.requested_by and all(r.approver != sub for r in state.receipts):
+                personal.update(dict.fromkeys(personal_ticket(sub, t) for t in tickets))
+    return [*generic, *personal], [excluded_subject(sub) for sub in marked]
+
+
 def _audited_receipt(receipt: ApprovalReceipt) -> dict[str, Any]:
     """A receipt as the audit log keeps it: the comment is free text, so its digest stands for it."""
     return {**receipt.model_dump(mode="json", exclude={"comment"}), "comment_sha256": digest(receipt.comment)}
@@ -197,9 +233,16 @@ class ApprovalsMixin:
             if not decided():
                 self._announce(state, step)
 
-        if not await climb(request.ladder, after=lambda step: step.after, started_at=state.requested_at,
-                           done=decided, on_rung=on_rung):
-            await workflow.wait_condition(decided)
+        try:
+            if not await climb(request.ladder, after=lambda step: step.after, started_at=state.requested_at,
+                               done=decided, on_rung=on_rung):
+                await workflow.wait_condition(decided)
+        except asyncio.CancelledError:
+            # A cancelled run may go on compensating for a while: it must leave the inbox, and
+            # its validator must refuse votes nobody will wait for.
+            if workflow.patched(INBOX_PATCH):
+                self.withdraw_approval(request.key, "the run was cancelled")
+            raise
         self._publish()
         approved = state.status == "approved" or (state.status == "expired" and state.auto_decision == "approve")
         return ApprovalOutcome(key=state.key, approved=approved, status=state.status, decided_by=state.decided_by,
@@ -353,7 +396,13 @@ class ApprovalsMixin:
         states = list(self._approvals.values())
         pending = [s for s in states if s.status == "pending"]
         overall = "pending" if pending else states[-1].status
-        workflow.upsert_search_attributes([APPROVAL_STATE.value_set(overall)])
+        attributes: list[SearchAttributeUpdate[Any]] = [APPROVAL_STATE.value_set(overall)]
+        if workflow.patched(INBOX_PATCH):
+            deciders, excluded = inbox_attributes(pending)
+            # Unset, not emptied, once nothing is pending: the run leaves the inbox.
+            attributes += [APPROVAL_DECIDERS.value_set(deciders) if deciders else APPROVAL_DECIDERS.value_unset(),
+                           APPROVAL_EXCLUDED.value_set(excluded) if excluded else APPROVAL_EXCLUDED.value_unset()]
+        workflow.upsert_search_attributes(attributes)
         workflow.upsert_memo({MEMO_KEY: [s.model_dump(mode="json") for s in states]})
         if pending:
             s = pending[0]

@@ -75,7 +75,8 @@ class InboxItem(BaseModel):
 class Inbox(BaseModel):
     approvals: list[InboxItem]
     next_page_token: str | None = Field(
-        None, description="Pages run through the tenant's runs awaiting approval; a page may hold fewer items."
+        None, description="Set while more runs wait for the caller. `page_size` counts runs: a run with several "
+                          "approvals the caller may decide gives an item for each."
     )
 
 
@@ -94,7 +95,10 @@ async def decide(run_id: str, body: DecisionRequest, principal: Decider, client:
 
 
 def may_decide(principal: Principal, state: ApprovalState) -> bool:
-    """The inbox shows what the validator would accept; the validator still has the last word."""
+    """The inbox shows what the validator would accept; the validator still has the last word.
+
+    The visibility query already chose runs by these rules; this picks the approvals, within a
+    run, that the caller may decide, and judges runs from before the inbox attributes."""
     return (
         state.status == "pending"
         and bool(set(principal.roles) & set(state.roles))
@@ -102,6 +106,18 @@ def may_decide(principal: Principal, state: ApprovalState) -> bool:
         and principal.sub != state.requested_by
         and all(r.approver != principal.sub for r in state.receipts)
     )
+
+
+def inbox_query(principal: Principal, status: str) -> str:
+    """Runs of the caller's tenant with an approval they may decide, so pages are full and tokens
+    exact. Values are the token's tenant and subject (checked by their patterns) and tickets
+    (steward/search_attributes.py), so quoting cannot be escaped."""
+    # Runs waiting since before ApprovalDeciders existed never get it (they replay the old code):
+    # they are listed by state alone and judged on their memo, and may shorten a page until decided.
+    from_before = f"{sa.APPROVAL_DECIDERS.name} IS NULL"
+    return (f"{sa.TENANT.name} = '{principal.tenant}' AND ExecutionStatus = 'Running'"
+            f" AND {sa.APPROVAL_STATE.name} = '{status}'"
+            f" AND ({sa.inbox_filter(principal.sub, principal.roles, principal.groups)} OR {from_before})")
 
 
 @router.get("/v1/approvals", response_model=Inbox, responses=_ERRORS)
@@ -113,9 +129,7 @@ async def inbox(
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     next_page_token: str | None = None,
 ) -> Inbox:
-    query = (f"{sa.TENANT.name} = '{principal.tenant}' AND ExecutionStatus = 'Running'"
-             f" AND {sa.APPROVAL_STATE.name} = '{status}'")
-    runs, token = await fetch_page(client, page_tokens, query, page_size, next_page_token)
+    runs, token = await fetch_page(client, page_tokens, inbox_query(principal, status), page_size, next_page_token)
     items = []
     for execution in runs:
         memo = await execution.memo()

@@ -169,6 +169,17 @@ class Supervisor:
         await child.start()
         self._watchers.append(asyncio.create_task(self._keep_running(child)))
 
+    async def _register_search_attributes(self) -> None:
+        """A data dir from before an attribute existed lacks it (the server registers its flags only
+        when it creates its database): added now, before any worker runs code that sets it."""
+        from temporalio.client import Client
+
+        from steward.temporal_client import connect_options, register_search_attributes
+
+        client = await Client.connect(**connect_options(self.settings))
+        if added := await register_search_attributes(client):
+            log.info("search attributes registered", added=added)
+
     async def run(self, on_ready: Callable[[], None] | None = None, *, handle_signals: bool = True) -> int:
         """Start the children and keep them running until SIGINT/SIGTERM (or stop()), then stop
         them in order. Without `handle_signals` the caller owns the signals and calls stop()."""
@@ -187,6 +198,7 @@ class Supervisor:
                     # Our own server not answering in two minutes will not fix itself: say so and stop.
                     log.error("Temporal dev server did not start; stopping", timeout_s=SERVER_READY_TIMEOUT_S)
                     return 1
+                await self._register_search_attributes()
             for worker in self.workers:
                 await self._start(worker)
             await self._start(self.api)
