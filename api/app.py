@@ -28,7 +28,7 @@ from api.metrics import ApiMetrics
 from api.limits import AddressRateLimit, BodySizeLimit, PrincipalRateLimit, v1_rate_limit
 from api.routes import (
     actions, activations, approvals, artifacts, audit, codec, events, health, hooks, incidents, me, metrics, runs,
-    schedules, schemas, subscriptions, workflows,
+    schedules, schemas, subscriptions, ui, workflows,
 )
 from policies import rbac
 from steward import __version__, temporal_client
@@ -137,6 +137,8 @@ def create_app(settings: Settings, *, client: Client | None = None) -> FastAPI:
     app.include_router(incidents.router, dependencies=v1_limits)
     app.include_router(hooks.router, dependencies=v1_limits)
     app.include_router(codec.router)
+    # The embedded Temporal UI beside /codec, one origin (api/routes/ui.py); its lifespan opens its client.
+    app.include_router(ui.router)
     app.include_router(schemas.router, dependencies=address_limits)
     app.include_router(inbox.router)
     app.include_router(actions.router, dependencies=address_limits)

@@ -25,6 +25,7 @@ from api.paging import PageTokens
 from policies import rbac
 from steward import apikeys
 from steward.claims import ClaimMapping, ClaimsRefused
+from steward.codec import set_encrypting_for
 from steward.identity import InvalidToken, JwksKeys, Principal, TokenVerifier
 from steward.logs import get_logger
 from steward.settings import Settings
@@ -126,6 +127,9 @@ async def principal_from_token(request: Request, token: str) -> Principal:
         raise ApiError(403, "forbidden", "the token names no role Steward knows "
                        f"({', '.join(sorted(policy.roles))})", {"claim": settings.jwt_roles_claim})
     structlog.contextvars.bind_contextvars(principal=principal.sub, tenant=principal.tenant)
+    # Whatever this request writes to Temporal (a run's input, an update, a schedule) is the
+    # caller's tenant's, encrypted under its key (steward/codec.py).
+    set_encrypting_for(principal.tenant)
     return principal
 
 

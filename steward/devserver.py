@@ -24,6 +24,13 @@ SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 # steward-benchmark). It is a ceiling, not a rate: an idle server does not poll more.
 # docs/configuration.md gives the same setting for a self-hosted cluster.
 DYNAMIC_CONFIG = {"history.transferProcessorMaxPollRPS": 1000}
+# The embedded UI serves its pages, its assets and its own API under this path, so that the API can
+# serve it at the same path (api/routes/ui.py), on the origin of its codec endpoint.
+UI_PUBLIC_PATH = "/ui"
+# Relative: the browser resolves it against the UI page, which the API serves, so the UI's codec
+# calls are same-origin under whatever host name the operator typed, and carry the /codec session
+# cookie without the UI's "include cross-origin credentials" setting.
+UI_CODEC_ENDPOINT = "/codec"
 
 
 class PortInUse(Exception):
@@ -57,6 +64,7 @@ def dev_server_command(settings: Settings, *, codec_endpoint: str | None = None)
         "--ip", "127.0.0.1",
         "--port", str(settings.temporal_port),
         "--ui-port", str(settings.ui_port),
+        "--ui-public-path", UI_PUBLIC_PATH,
         "--namespace", settings.temporal_namespace,
         "--db-filename", str(settings.temporal_db_path),
         "--ui-disable-news-fetch",

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         None, description="File (mode 0600) holding the same; <data_dir>/encryption-keys, generated, when unset."
     )
     codec_cors_origin: str | None = Field(None, description="Origin allowed to call /codec; the embedded UI's when unset.")
+    codec_decode_unscoped: bool = Field(
+        False, description="Let /codec decrypt payloads written before tenants had keys of their own (they name "
+                           "no tenant): for a single-tenant deployment upgrading; off, they stay ciphertext there.")
 
     # --- Abuse limits ---
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
@@ -286,6 +289,16 @@ class Settings(BaseSettings):
     @property
     def ui_url(self) -> str | None:
         return f"http://127.0.0.1:{self.ui_port}" if self.uses_embedded_temporal else None
+
+    @property
+    def operator_ui_url(self) -> str | None:
+        """Where operators open the embedded Temporal UI: under the API, on the origin of its /codec,
+        so payloads show decrypted once they have signed in there (api/routes/ui.py)."""
+        if not self.uses_embedded_temporal:
+            return None
+        # A wildcard bind address is not somewhere a browser can go: loopback reaches it.
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"http://{host}:{self.api_port}/ui/"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
+from steward.codec import encrypting_for
 from tests.conftest import TEST_DATA_CONVERTER
 
 pytest_plugins = ["tests.browser"]
@@ -14,8 +16,10 @@ pytest_plugins = ["tests.browser"]
 UI_ORIGIN_PORT_FIELD = "ui_port"
 
 
-async def encrypted_payloads_json(value: dict) -> bytes:
-    payloads = await TEST_DATA_CONVERTER.encode([value])
+async def encrypted_payloads_json(value: dict, tenant: str | None) -> bytes:
+    """`value` as Steward stores it for `tenant` (None: as before tenants had keys of their own)."""
+    with encrypting_for(tenant) if tenant else contextlib.nullcontext():
+        payloads = await TEST_DATA_CONVERTER.encode([value])
     return json_format.MessageToJson(Payloads(payloads=payloads)).encode()
 
 
@@ -24,8 +28,8 @@ def decoded_values(body: bytes) -> list:
     return [json.loads(p.data) for p in payloads]
 
 
-async def test_operator_decrypts_what_steward_encrypted(http, auth):
-    body = await encrypted_payloads_json({"full_name": "Zebulon Quillfeather"})
+async def test_operator_decrypts_what_steward_encrypted_for_their_tenant(http, auth, tenant):
+    body = await encrypted_payloads_json({"full_name": "Zebulon Quillfeather"}, tenant)
     assert b"Zebulon" not in body
     response = await http.post("/codec/decode", content=body, headers={**auth(roles=("operator",)),
                                                                          "content-type": "application/json"})
@@ -42,8 +46,8 @@ async def test_encode_then_decode_round_trips(http, auth):
     assert decoded_values(decoded.content) == [{"a": 1}]
 
 
-async def test_roles_without_codec_decode_are_refused_naming_the_permission(http, auth):
-    body = await encrypted_payloads_json({"x": 1})
+async def test_roles_without_codec_decode_are_refused_naming_the_permission(http, auth, tenant):
+    body = await encrypted_payloads_json({"x": 1}, tenant)
     for role in ("requester", "approver", "auditor"):
         response = await http.post("/codec/decode", content=body, headers=auth(roles=(role,)))
         assert response.status_code == 403, role
@@ -52,12 +56,12 @@ async def test_roles_without_codec_decode_are_refused_naming_the_permission(http
     assert anonymous.status_code == 401
 
 
-async def test_a_signed_in_browser_decodes_with_its_session_cookie_only(http, auth):
+async def test_a_signed_in_browser_decodes_with_its_session_cookie_only(http, auth, tenant):
     session = await http.post("/codec/session", headers=auth(sub="olga", roles=("operator",)))
     assert session.status_code == 200 and session.json()["sub"] == "olga"
     cookie = session.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/codec" in cookie
-    body = await encrypted_payloads_json({"x": 2})
+    body = await encrypted_payloads_json({"x": 2}, tenant)
     response = await http.post("/codec/decode", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 200 and decoded_values(response.content) == [{"x": 2}]
     await http.delete("/codec/session")
@@ -65,7 +69,7 @@ async def test_a_signed_in_browser_decodes_with_its_session_cookie_only(http, au
     assert (await http.post("/codec/decode", content=body)).status_code == 401
 
 
-async def test_cors_admits_only_the_temporal_ui_origin(http, auth, settings):
+async def test_cors_admits_only_the_temporal_ui_origin(http, auth, settings, tenant):
     ui = f"http://127.0.0.1:{settings.ui_port}"
     preflight = await http.options("/codec/decode", headers={
         "Origin": ui, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
@@ -74,7 +78,7 @@ async def test_cors_admits_only_the_temporal_ui_origin(http, auth, settings):
     stranger = await http.options("/codec/decode", headers={"Origin": "https://evil.example",
                                                             "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in stranger.headers
-    body = await encrypted_payloads_json({"x": 3})
+    body = await encrypted_payloads_json({"x": 3}, tenant)
     answered = await http.post("/codec/decode", content=body, headers={**auth(roles=("operator",)), "Origin": ui})
     assert answered.headers["access-control-allow-origin"] == ui
 
@@ -95,7 +99,9 @@ def test_steward_up_points_the_ui_at_the_codec_endpoint(settings):
     from steward.cli.supervisor import Supervisor
 
     command = Supervisor(settings).server.argv
-    assert command[command.index("--ui-codec-endpoint") + 1] == f"http://127.0.0.1:{settings.api_port}/codec"
+    # Relative: the UI is served under the API (/ui), so the codec is on its own origin.
+    assert command[command.index("--ui-codec-endpoint") + 1] == "/codec"
+    assert command[command.index("--ui-public-path") + 1] == "/ui"
     assert "--ui-codec-endpoint" not in dev_server_command(settings)
 
 

@@ -143,7 +143,8 @@ class ComplianceDocumentationWorkflow(ApprovalsMixin):
         report: ArtifactRef = await execute_cpu_activity(
             generate_compliance_report,
             ComplianceReportInput(
-                run_id=workflow.info().workflow_id, generated_at=workflow.now(), applicant=extracted.applicant,
+                run_id=workflow.info().workflow_id, tenant=workflow.memo_value("tenant", "") or None,
+                generated_at=workflow.now(), applicant=extracted.applicant,
                 documents=extracted.documents, risk_level=risk_level, reasons=reasons, explanation=explanation,
                 review_reasons=review_reasons, llm_records=self.ledger.usage.records, decision=decision,
                 receipts=receipts, timeline=[*self.timeline, TimelineEntry(at=workflow.now(), event="report written")],

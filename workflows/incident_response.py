@@ -169,7 +169,8 @@ class IncidentResponseWorkflow(ApprovalsMixin):
 
         enter_stage("postmortem", "Writing the postmortem")
         postmortem: ArtifactRef = await execute_cpu_activity(generate_postmortem, PostmortemInput(
-            run_id=workflow.info().workflow_id, generated_at=workflow.now(), first_alert_at=self._first_alert_at(opened_at),
+            run_id=workflow.info().workflow_id, tenant=workflow.memo_value("tenant", "") or None,
+            generated_at=workflow.now(), first_alert_at=self._first_alert_at(opened_at),
             incident=self._view(), explanation=answer.get("explanation"), llm_records=self.ledger.usage.records,
         ), start_to_close_timeout=POSTMORTEM_TIMEOUT, retry_policy=POSTMORTEM_RETRY)
         record_artifacts([postmortem])

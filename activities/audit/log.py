@@ -209,6 +209,10 @@ class AuditLog:
     def tenants(self) -> list[str]:
         return self.store.list("")
 
+    def tenant_of_run(self, run_id: str) -> str | None:
+        """The tenant whose log has entries of `run_id`, if one has."""
+        return next((t for t in self.tenants() if self.store.list(_run_folder(t, run_id))), None)
+
     # --- verifying --------------------------------------------------------------------------
 
     def verify(self, tenant: str, public_key: Ed25519PublicKey) -> Verification:

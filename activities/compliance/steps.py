@@ -61,7 +61,8 @@ def generate_compliance_report_step(context: StepContext) -> ArtifactRef:
     answer = classified.answer or {}
     now = datetime.now(UTC)
     return generate_compliance_report(ComplianceReportInput(
-        run_id=context.run.id, generated_at=now, applicant=extracted.applicant, documents=extracted.documents,
+        run_id=context.run.id, tenant=context.run.tenant or None, generated_at=now, applicant=extracted.applicant,
+        documents=extracted.documents,
         # Without a valid answer nobody knows the risk: the most cautious level, as the code workflow does.
         risk_level=answer.get("risk_level", "high"),
         reasons=list(answer.get("reasons") or ["no valid classification: treated as high risk"]),

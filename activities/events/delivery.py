@@ -41,6 +41,7 @@ from activities.notify.webhook import (
 )
 from activities.llm.providers.openai_compatible import retry_after
 from steward import runtime
+from steward.codec import encrypting_for
 from steward.logs import get_logger
 from steward.settings import Settings
 
@@ -155,7 +156,8 @@ async def dispatch(store: SubscriptionStore, audit: AuditLog, tenant: str, entri
         return  # nobody ever subscribed: every audit write takes this path, so no thread hop for it
     planned = await asyncio.to_thread(plan_deliveries, store, audit, tenant, entries)
     if planned:
-        await signal_deliveries(client or activity.client(), planned)
+        with encrypting_for(tenant):  # the deliveries' payloads are the tenant's, like its runs'
+            await signal_deliveries(client or activity.client(), planned)
 
 
 # --- delivering -------------------------------------------------------------------------------

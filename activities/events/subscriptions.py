@@ -289,6 +289,29 @@ class SubscriptionStore:
 
         return await self._change(rotate), secret
 
+    def reseal(self) -> int:
+        """Every row's URL and secrets under the keyring's active key (`steward keys reencrypt`); how
+        many rows moved. A row at a time, each in its own transaction: interrupted, the next call
+        goes on from where this one stopped, and a row already under the active key is left alone."""
+        if not self.path.exists():
+            return 0
+        moved = 0
+        while True:
+            def next_row(db: sqlite3.Connection) -> bool:
+                row = db.execute("SELECT * FROM subscriptions WHERE key_id != ? LIMIT 1",
+                                 (self.keyring.active,)).fetchone()
+                if row is None:
+                    return False
+                key_id = self.keyring.active
+                _set(db, row["subscription_id"], {"key_id": key_id} | {
+                    column: None if (text := self._open(row, column)) is None else self._seal(text, key_id)
+                    for column in ("url", "secret", "previous_secret")})
+                return True
+
+            if not self._run(next_row, "IMMEDIATE"):
+                return moved
+            moved += 1
+
     async def delete(self, tenant: str, subscription_id: str) -> None:
         def remove(db: sqlite3.Connection) -> None:
             self._row(db, tenant, subscription_id)

@@ -28,6 +28,7 @@ TEMPLATE = "postmortem.typ"
 
 class PostmortemInput(BaseModel):
     run_id: str
+    tenant: str | None = Field(None, description="The run's tenant: the postmortem is encrypted under its key.")
     generated_at: datetime = Field(description="The workflow's clock: the same input renders the same PDF.")
     first_alert_at: datetime
     incident: IncidentView
@@ -140,7 +141,7 @@ def render_postmortem(request: PostmortemInput, fonts_dir: Path) -> bytes:
 # A plain `def`: rendering is CPU work, run in the worker's process pool (workers/cpu.py).
 @activity.defn(name="generate-postmortem")
 def generate_postmortem(request: PostmortemInput) -> ArtifactRef:
-    ref = render_and_store(request.run_id, POSTMORTEM_NAME, partial(render_postmortem, request),
-                           invalid=POSTMORTEM_INVALID)
+    ref = render_and_store(request.run_id, request.tenant, POSTMORTEM_NAME,
+                           partial(render_postmortem, request), invalid=POSTMORTEM_INVALID)
     activity.logger.info("postmortem stored", extra={"bytes": ref.size, "sha256": ref.sha256})
     return ref

@@ -111,7 +111,7 @@ def render_compliance_report(request: ComplianceReportInput, fonts_dir: Path) ->
 # task queue (workers/cpu.py), where it cannot hold the GIL against workflow tasks.
 @activity.defn(name="generate-compliance-report")
 def generate_compliance_report(request: ComplianceReportInput) -> ArtifactRef:
-    ref = render_and_store(request.run_id, REPORT_NAME, partial(render_compliance_report, request),
-                           invalid=REPORT_INVALID)
+    ref = render_and_store(request.run_id, request.tenant, REPORT_NAME,
+                           partial(render_compliance_report, request), invalid=REPORT_INVALID)
     activity.logger.info("compliance report stored", extra={"bytes": ref.size, "sha256": ref.sha256})
     return ref

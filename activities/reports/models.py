@@ -49,6 +49,7 @@ class TimelineEntry(BaseModel):
 
 class ComplianceReportInput(BaseModel):
     run_id: str
+    tenant: str | None = Field(None, description="The run's tenant: the report is encrypted under its key.")
     generated_at: datetime = Field(description="The workflow's clock: the same input renders the same PDF.")
     applicant: ApplicantSummary
     documents: list[DocumentDigest] = Field(default_factory=list)

@@ -63,11 +63,13 @@ def report_fonts() -> Path:
     return prepared_fonts(runtime.settings().font_cache_dir)
 
 
-def render_and_store(run_id: str, name: str, render: Callable[[Path], bytes], *, invalid: str) -> ArtifactRef:
-    """`render(fonts_dir)`, stored as the run's artifact `name`. An input that cannot be rendered
-    or stored (an unsafe run id, say) fails the same way on every attempt: a non-retryable
-    ApplicationError of type `invalid`, rather than retries that only delay the failure."""
+def render_and_store(run_id: str, tenant: str | None, name: str, render: Callable[[Path], bytes], *,
+                     invalid: str) -> ArtifactRef:
+    """`render(fonts_dir)`, stored as the run's artifact `name`, encrypted under `tenant`'s key. An
+    input that cannot be rendered or stored (an unsafe run id, say) fails the same way on every
+    attempt: a non-retryable ApplicationError of type `invalid`, rather than retries that only
+    delay the failure."""
     try:
-        return default_store().put(run_id, name, render(report_fonts()), PDF_CONTENT_TYPE)
+        return default_store().put(run_id, name, render(report_fonts()), PDF_CONTENT_TYPE, tenant=tenant)
     except (ValueError, RenderError) as error:
         raise ApplicationError(str(error), type=invalid, non_retryable=True) from error

@@ -1,11 +1,14 @@
 """The codec endpoint for the Temporal Web UI and CLI (Temporal's remote codec protocol).
 
-Payloads are encrypted at rest (steward/codec.py); this endpoint decrypts them for operators
-holding the `codec:decode` permission, and nobody else. The Temporal UI calls it from the
-operator's browser, which holds no Steward token. So the operator signs in once on `/codec`:
+Payloads are encrypted at rest (steward/codec.py), each tenant's under a key of its own; this
+endpoint decrypts them for operators holding the `codec:decode` permission, and only their own
+tenant's: any other payload comes back as it was sent, ciphertext. The Temporal UI calls it from
+the operator's browser, which holds no Steward token. So the operator signs in once on `/codec`:
 an HttpOnly, SameSite=Strict cookie scoped to `/codec` then carries their token with the UI's
-calls ("Include cross-origin credentials" in the UI's codec settings). CORS is open only to the
-configured UI origin. CLI tools send the bearer token in the Authorization header instead.
+calls. The embedded UI is served under the API (`/ui`, api/routes/ui.py), on the same origin, so
+the browser sends the cookie with no setting in the UI; a UI elsewhere needs "Include
+cross-origin credentials", and CORS is open only to the configured UI origin. CLI tools send the
+bearer token in the Authorization header instead.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import RbacDep, SettingsDep, authorize, principal_from_token
 from api.errors import ApiError, ErrorResponse
-from steward.codec import EncryptionCodec, KeyringError
+from steward.codec import EncryptionCodec, KeyringError, is_encrypted, payload_tenant
 from steward.identity import Principal
 from steward.settings import Settings
 
@@ -109,18 +112,35 @@ _BODY_CHECK = Draft202012Validator(_PAYLOADS_BODY["requestBody"]["content"]["app
 
 @router.post("/decode", responses=_RESPONSES, openapi_extra=_PAYLOADS_BODY,
              summary="Decrypt payloads (Temporal remote codec protocol)")
-async def decode(request: Request, _: CodecCaller, settings: SettingsDep) -> Response:
-    try:
-        decoded = await _codec(request).decode(await _payloads(request))
-    except KeyringError as exc:
-        raise ApiError(422, "undecodable", str(exc)) from None
+async def decode(request: Request, caller: CodecCaller, settings: SettingsDep) -> Response:
+    codec = _codec(request)
+    decoded = []
+    for payload in await _payloads(request):
+        if not readable_by(caller, payload, settings):
+            decoded.append(payload)  # another tenant's, or nobody's: it stays ciphertext for this caller
+            continue
+        try:
+            decoded.append(codec.decrypt(payload, payload_tenant(payload)))
+        except KeyringError as exc:
+            raise ApiError(422, "undecodable", str(exc)) from None
     return _answer(request, settings, decoded)
+
+
+def readable_by(caller: Principal, payload: Payload, settings: Settings) -> bool:
+    """Only the caller's own tenant's payloads are decrypted. One written before tenants had keys
+    of their own names no tenant, so nobody's is decrypted here unless the deployment says its
+    operators may read them (STEWARD_CODEC_DECODE_UNSCOPED: a single-tenant deployment upgrading)."""
+    if not is_encrypted(payload):
+        return False
+    tenant = payload_tenant(payload)
+    return tenant == caller.tenant if tenant is not None else settings.codec_decode_unscoped
 
 
 @router.post("/encode", responses=_RESPONSES, openapi_extra=_PAYLOADS_BODY,
              summary="Encrypt payloads (Temporal remote codec protocol)")
-async def encode(request: Request, _: CodecCaller, settings: SettingsDep) -> Response:
-    return _answer(request, settings, await _codec(request).encode(await _payloads(request)))
+async def encode(request: Request, caller: CodecCaller, settings: SettingsDep) -> Response:
+    # Under the caller's tenant's key: what the UI or CLI encodes (a signal's input) is theirs.
+    return _answer(request, settings, _codec(request).encode_for(caller.tenant, await _payloads(request)))
 
 
 @router.options("/decode", include_in_schema=False)
@@ -161,8 +181,8 @@ Temporal UI show them decrypted in this browser, for up to 8 hours.</p>
 <button type="submit">Sign in</button>
 <button type="button" id="sign-out">Sign out</button></form>
 <p id="status" role="status" aria-live="polite"></p>
-<p>Then, in the Temporal UI, open <em>Data Encoder</em> settings, check that the endpoint is this
-server's <code>/codec</code>, and turn on <em>Include cross-origin credentials</em>.</p></main>
+<p>Then open the Temporal UI at <a href="/ui/">/ui/</a> on this server: it shows your tenant's
+payloads decrypted, with nothing to set.</p></main>
 <script src="/static/inbox/codec-sign-in.js"></script></body></html>"""
 
 

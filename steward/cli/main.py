@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from steward import __version__
+from steward.cli import keys as keys_cli
 from steward.cli import schedules as schedules_cli
 
 # Flags that set a STEWARD_* variable, so a flag and the environment mean the same thing.
@@ -79,7 +80,7 @@ def _print_banner(settings, show_tokens: bool) -> None:
         "",
         "Steward is up.",
         f"  API docs:     {settings.api_url}/docs",
-        f"  Temporal UI:  {settings.ui_url or '(external Temporal: ' + settings.temporal_address + ')'}",
+        f"  Temporal UI:  {settings.operator_ui_url or '(external Temporal: ' + settings.temporal_address + ')'}",
         f"  Inbox:        {settings.api_url}/inbox  (approvers)",
         f"  Codec:        {settings.api_url}/codec  (operators: sign in to see decrypted payloads in the UI)",
         f"  Metrics:      {settings.api_url}/metrics (API), {settings.worker_metrics_url or 'off'} (worker)",
@@ -875,6 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print each event as a JSON line")
 
     schedules_cli.add_commands(sub, _api_client_parser)
+    keys_cli.add_commands(sub, _settings)
 
     artifacts = sub.add_parser("artifacts", help="download the files runs produced (reports) through the HTTP API")
     artifacts_sub = artifacts.add_subparsers(dest="artifacts_command", required=True)
@@ -951,6 +953,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyringError as exc:  # names the source and the problem, never a key
         print(f"steward: encryption keys: {exc}", file=sys.stderr)
+        return 2
+    except keys_cli.KeysCliError as exc:
+        print(f"steward: keys: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

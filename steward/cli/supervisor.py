@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import httpx
 
-from steward.devserver import dev_server_command
+from steward.devserver import UI_CODEC_ENDPOINT, dev_server_command
 from steward.logs import get_logger
 from steward.processes import die_with_parent
 from steward.settings import Settings
@@ -101,13 +101,11 @@ class Supervisor:
         python = sys.executable
         self.server: Child | None = None
         if settings.uses_embedded_temporal:
-            # The UI decrypts payloads through the API's codec endpoint, for signed-in operators only.
-            # A wildcard bind address is not somewhere a browser can call: use loopback then.
-            host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
-            codec_endpoint = f"http://{host}:{settings.api_port}/codec"
+            # The UI decrypts payloads through the API's codec endpoint, for signed-in operators only;
+            # operators open it under the API (settings.operator_ui_url), beside that endpoint.
             # The dev server prints a plain-text banner: keep stdout a pure JSON-lines stream.
             self.server = Child(
-                "temporal", dev_server_command(settings, codec_endpoint=codec_endpoint), SERVER_STOP_TIMEOUT_S,
+                "temporal", dev_server_command(settings, codec_endpoint=UI_CODEC_ENDPOINT), SERVER_STOP_TIMEOUT_S,
                 env=env, stdout=output or sys.stderr, stderr=output,
             )
         self.workers = [
@@ -206,7 +204,7 @@ class Supervisor:
             # while, and the children keep retrying, so keep waiting (and saying so) until then.
             while not self.stopping.is_set():
                 if await self._wait_for(f"{self.settings.api_url}/readyz", API_READY_NOTICE_S, "API"):
-                    log.info("steward ready", api=self.settings.api_url, ui=self.settings.ui_url)
+                    log.info("steward ready", api=self.settings.api_url, ui=self.settings.operator_ui_url)
                     if on_ready is not None:
                         on_ready()
                     break
