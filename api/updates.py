@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError
+from steward.codec import encrypting_for
 from steward.identity import Principal
 from steward.identity_headers import acting_as
 
@@ -43,7 +44,8 @@ async def execute_verified_update(
     """
     handle = client.get_workflow_handle(description.id, run_id=description.run_id)
     try:
-        with acting_as(principal):
+        # The update's payloads are the run's tenant's, also when it comes from a link, not a token.
+        with acting_as(principal), encrypting_for(principal.tenant):
             return await handle.execute_update(update, request, result_type=result_type,
                                                rpc_timeout=UPDATE_RPC_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
