@@ -1,4 +1,4 @@
-"""Files several processes may create at once, of which exactly one must win, whole."""
+"""Files several processes may create or replace at once: each seen whole, or not at all."""
 
 from __future__ import annotations
 
@@ -24,3 +24,19 @@ def create_once(path: Path, fill: Callable[[str], None]) -> bool:
         return True
     finally:
         os.unlink(temporary)
+
+
+def replace_whole(path: Path, data: bytes) -> None:
+    """Write `path` (mode 0600) so that a reader finds the old file or the new one, never part:
+    written and synced under a private name beside it (mkstemp, so writers in threads and processes
+    never share one), then renamed over it."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

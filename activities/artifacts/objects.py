@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from steward.files import create_once
+from steward.files import create_once, replace_whole
 from steward.settings import Settings
 
 # Keys are '/'-separated segments of safe characters: they become file paths here, object keys there.
@@ -77,17 +76,7 @@ class FileObjectStore:
     def replace(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A name of its own (0600), so writers in threads and processes never share one.
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        replace_whole(path, data)
 
     def read(self, key: str) -> bytes:
         try:

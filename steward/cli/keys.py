@@ -22,12 +22,12 @@ import contextlib
 import fcntl
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from steward.codec import Keyring, new_key_entry
+from steward.files import replace_whole
 from steward.settings import Settings, read_secret_file
 
 # Progress every this many artifacts: a store of millions is not silent for hours.
@@ -61,16 +61,7 @@ def _entries(text: str) -> list[str]:
 def _write(path: Path, entries: list[str]) -> Keyring:
     text = "\n".join(entries) + "\n"
     keyring = Keyring.parse(text, str(path))  # never write a keyring no process could load
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_whole(path, text.encode())
     return keyring
 
 
