@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path(".steward"), description="Where runtime state lives.")
+    font_cache: Path | None = Field(
+        None, description="Where report fonts are prepared, once; <data_dir>/fonts when unset. Data dirs on one "
+                          "machine may share one: its folders are named after what they hold, and built under a lock.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     forwarded_allow_ips: str = Field(
@@ -339,7 +342,7 @@ class Settings(BaseSettings):
     @property
     def font_cache_dir(self) -> Path:
         """Static fonts made from the packaged variable fonts, once (activities/reports/fonts.py)."""
-        return self.data_dir / "fonts"
+        return self.font_cache or self.data_dir / "fonts"
 
     def webhook_signing_secret(self) -> str:
         """The whsec_ secret: STEWARD_NOTIFY_WEBHOOK_SECRET, else the data dir's, created on first use."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -50,6 +52,10 @@ FIXTURE_PACKAGES = ["tests.workflow_fixtures"]
 SPAN_EXPORTER = InMemorySpanExporter()
 
 configure_logging("info", "tests")
+# Preparing the report fonts costs seconds of CPU per cache. Every Steward the suite starts, in this
+# process or a child, has a data dir of its own: they share one cache (content-addressed, built
+# under a lock) rather than each remaking the same faces.
+os.environ.setdefault("STEWARD_FONT_CACHE", str(Path(tempfile.gettempdir()) / f"steward-suite-fonts-{os.getuid()}"))
 configure_tracing("steward-tests", processor=SimpleSpanProcessor(SPAN_EXPORTER))
 
 

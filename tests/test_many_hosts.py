@@ -111,6 +111,7 @@ async def test_two_apis_and_two_workers_share_storage_and_limits_and_survive_a_k
             **{k: v for k, v in os.environ.items() if not k.startswith(("STEWARD_", "TEMPORAL_"))}, **CREDENTIALS,
             "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
             "STEWARD_JWT_SECRET": SECRET, "STEWARD_ENCRYPTION_KEYS": new_key_entry(),
+            "STEWARD_FONT_CACHE": os.environ["STEWARD_FONT_CACHE"],  # fonts are the same on every host
             "STEWARD_OBJECT_STORE": "s3", "STEWARD_S3_BUCKET": bucket, "STEWARD_S3_ENDPOINT_URL": s3_url,
             "STEWARD_REDIS_URL": redis_url, "STEWARD_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT),
             "STEWARD_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "secrets" / "audit-signing-key"),

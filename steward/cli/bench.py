@@ -412,6 +412,8 @@ async def own_steward(data_dir: Path, cpu_workers: int | None,
         "llm_daily_spend_cap_usd": None,
         "cpu_workers": cpu_workers,
     }
+    if font_cache := os.environ.get("STEWARD_FONT_CACHE"):
+        values["font_cache"] = font_cache  # prepared fonts are the same for every data dir: kept, not remade
     settings = _OwnServerSettings(**values)
     # The children read their settings from the environment: the same values, and no TEMPORAL_*
     # that would point them at another server.
