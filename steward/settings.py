@@ -290,10 +290,6 @@ class Settings(BaseSettings):
         return self.temporal_profile.namespace or self.namespace
 
     @property
-    def ui_url(self) -> str | None:
-        return f"http://127.0.0.1:{self.ui_port}" if self.uses_embedded_temporal else None
-
-    @property
     def operator_ui_url(self) -> str | None:
         """Where operators open the embedded Temporal UI: under the API, on the origin of its /codec,
         so payloads show decrypted once they have signed in there (api/routes/ui.py)."""

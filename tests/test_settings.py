@@ -39,7 +39,7 @@ def test_without_temporal_configuration_the_embedded_server_is_used(monkeypatch,
     settings = Settings(temporal_port=7999)
     assert settings.uses_embedded_temporal
     assert settings.temporal_address == "127.0.0.1:7999"
-    assert settings.ui_url == f"http://127.0.0.1:{settings.ui_port}"
+    assert settings.operator_ui_url == f"http://127.0.0.1:{settings.api_port}/ui/"
 
 
 def test_temporal_address_variable_points_everything_at_that_cluster(monkeypatch):
@@ -49,7 +49,7 @@ def test_temporal_address_variable_points_everything_at_that_cluster(monkeypatch
     assert not settings.uses_embedded_temporal
     assert settings.temporal_address == "temporal.internal:7233"
     assert settings.temporal_namespace == "steward-prod"
-    assert settings.ui_url is None
+    assert settings.operator_ui_url is None
 
 
 def test_envconfig_profile_file_selects_a_cloud_namespace_with_api_key(monkeypatch, tmp_path):
