@@ -119,16 +119,22 @@ class FileArtifactStore:
             data = self.objects.read(key)
         except ObjectNotFound:
             raise ArtifactNotFound(f"run {run_id!r} has no artifact {name!r}") from None
-        used: tuple[str | None, str | None] = (None, None)
-        if stored.key_id is not None:
+        mismatch = ArtifactCorrupted(f"artifact {name!r} of run {run_id!r} does not match its recorded SHA-256")
+        if stored.key_id is None:
+            if hashlib.sha256(data).hexdigest() == stored.sha256:
+                return stored, data, (None, None)  # stored in clear
             if self.keyring is None:
-                raise ArtifactCorrupted(f"artifact {name!r} is encrypted and no keyring is configured")
+                raise mismatch
+            try:  # a file stored in clear, re-encrypted before its metadata could say so
+                data, used = self._decrypt(stored.model_copy(update={"key_id": self.keyring.active}), data, run_id)
+            except ArtifactCorrupted:
+                raise mismatch from None
+        elif self.keyring is None:
+            raise ArtifactCorrupted(f"artifact {name!r} is encrypted and no keyring is configured")
+        else:
             data, used = self._decrypt(stored, data, run_id)
-        elif self.keyring is not None and hashlib.sha256(data).hexdigest() != stored.sha256:
-            # A file stored in clear, re-encrypted before its metadata could say so.
-            data, used = self._decrypt(stored.model_copy(update={"key_id": self.keyring.active}), data, run_id)
         if hashlib.sha256(data).hexdigest() != stored.sha256:
-            raise ArtifactCorrupted(f"artifact {name!r} of run {run_id!r} does not match its recorded SHA-256")
+            raise mismatch
         return stored, data, used
 
     def _decrypt(self, stored: StoredArtifact, data: bytes, run_id: str) -> tuple[bytes, tuple[str, str | None]]:
@@ -177,9 +183,6 @@ class FileArtifactStore:
             self.objects.replace(f"{key}{_META_SUFFIX}", stored.model_dump_json().encode())
         self._write(key, stored, data)
         return Reencrypted(run_id=run_id, name=name, outcome="reencrypted")
-
-    def names(self, run_id: str) -> list[str]:
-        return sorted(meta.name for meta in self._metas(run_id))
 
 
 def _ref(stored: StoredArtifact) -> ArtifactRef:

@@ -295,22 +295,21 @@ class SubscriptionStore:
         goes on from where this one stopped, and a row already under the active key is left alone."""
         if not self.path.exists():
             return 0
-        moved = 0
-        while True:
-            def next_row(db: sqlite3.Connection) -> bool:
-                row = db.execute("SELECT * FROM subscriptions WHERE key_id != ? LIMIT 1",
-                                 (self.keyring.active,)).fetchone()
-                if row is None:
-                    return False
-                key_id = self.keyring.active
-                _set(db, row["subscription_id"], {"key_id": key_id} | {
-                    column: None if (text := self._open(row, column)) is None else self._seal(text, key_id)
-                    for column in ("url", "secret", "previous_secret")})
-                return True
+        key_id = self.keyring.active
 
-            if not self._run(next_row, "IMMEDIATE"):
-                return moved
+        def reseal_next(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT * FROM subscriptions WHERE key_id != ? LIMIT 1", (key_id,)).fetchone()
+            if row is None:
+                return False
+            _set(db, row["subscription_id"], {"key_id": key_id} | {
+                column: None if (text := self._open(row, column)) is None else self._seal(text, key_id)
+                for column in ("url", "secret", "previous_secret")})
+            return True
+
+        moved = 0
+        while self._run(reseal_next, "IMMEDIATE"):
             moved += 1
+        return moved
 
     async def delete(self, tenant: str, subscription_id: str) -> None:
         def remove(db: sqlite3.Connection) -> None:

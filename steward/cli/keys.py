@@ -106,7 +106,7 @@ def reencrypt(settings: Settings, *, out: TextIO | None = None) -> dict[str, int
     for run_id in store.run_ids():
         tenant: str | None = None
         looked_up = False
-        for name in store.names(run_id):
+        for name in (ref.name for ref in store.list(run_id)):
             if not looked_up:  # only for runs with artifacts, once
                 tenant, looked_up = audit.tenant_of_run(run_id), True
             result = store.reencrypt(run_id, name, tenant)
