@@ -48,7 +48,7 @@ async def test_every_check_passes_on_every_operation_of_the_document(settings, t
                 str(st), "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
                 "--header", f"Authorization: Bearer {token}", "--checks", "all", "--request-timeout", "20",
                 "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
-                "--phases", "examples,coverage,fuzzing", "--workers", "2", "--report-dir", str(tmp_path / "report"),
+                "--phases", "examples,coverage,fuzzing", "--report-dir", str(tmp_path / "report"),
                 stdout=output, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
             )
             try:
